@@ -1,0 +1,254 @@
+"""iCalendar text → :class:`ParsedObject`, refusing what Gestan cannot store with a reason.
+
+Every refusal is an :class:`InvalidObject` carrying an HTTP status: the CalDAV layer answers
+it as is and the database is never touched.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from dateutil import rrule as dateutil_rrule
+from icalendar import Calendar, Component, Event
+
+from bridge.ical.model import EventData, InvalidObject, ParsedObject
+from bridge.ical.timezones import (
+    ONE_DAY,
+    date_to_utc,
+    iana_name,
+    rid_key,
+    to_utc,
+    zone,
+)
+
+MAX_OBJECT_BYTES = 512 * 1024
+MAX_TEXT = {"SUMMARY": 1000, "LOCATION": 1000, "CONTACT": 1000, "DESCRIPTION": 64 * 1024}
+MAX_OCCURRENCES_PER_YEAR = 1000
+MAX_OVERRIDES = 1000
+ALLOWED_FREQ = {"HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY"}
+STATUSES = {"CONFIRMED", "TENTATIVE", "CANCELLED"}
+
+# Held by the actions columns (or re-rendered by us); everything else goes to ``extra_ics``.
+_COLUMN_PROPS = {"UID", "DTSTAMP", "LAST-MODIFIED", "DTSTART", "DTEND", "DURATION", "SUMMARY",
+                 "DESCRIPTION", "LOCATION", "STATUS", "RECURRENCE-ID"}
+_RECURRENCE_PROPS = {"RRULE", "RDATE", "EXDATE", "EXRULE"}
+
+
+def parse_object(data: str | bytes, default_tz: str) -> ParsedObject:
+    """Validate one CalDAV object (a VCALENDAR with the VEVENTs of one UID)."""
+    if isinstance(data, bytes):
+        if len(data) > MAX_OBJECT_BYTES:
+            raise InvalidObject(f"calendar object larger than {MAX_OBJECT_BYTES} bytes", 413)
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidObject(f"body is not valid UTF-8 (byte {exc.start})") from exc
+    if len(data.encode("utf-8")) > MAX_OBJECT_BYTES:
+        raise InvalidObject(f"calendar object larger than {MAX_OBJECT_BYTES} bytes", 413)
+    head = data.lstrip("\ufeff \r\n\t")[:15].upper()
+    if head.startswith("BEGIN:VCARD"):
+        raise InvalidObject("a vCard is not an appointment: this calendar holds VEVENTs only", 415)
+    if not head.startswith("BEGIN:VCALENDAR"):
+        raise InvalidObject("not an iCalendar object: the body must start with BEGIN:VCALENDAR")
+    try:
+        calendars = Calendar.from_ical(data, multiple=True)
+    except Exception as exc:  # icalendar raises ValueError, KeyError, IndexError...
+        raise InvalidObject(f"malformed iCalendar: {exc}") from exc
+    if len(calendars) != 1:
+        raise InvalidObject("exactly one VCALENDAR is expected per object")
+    calendar = calendars[0]
+    kinds = {c.name for c in calendar.subcomponents} - {"VTIMEZONE"}
+    if kinds - {"VEVENT"}:
+        raise InvalidObject(
+            "this calendar holds appointments (VEVENT) only, not "
+            + ", ".join(sorted(kinds - {"VEVENT"})), 403)
+    events = [c for c in calendar.subcomponents if c.name == "VEVENT"]
+    if not events:
+        raise InvalidObject("no VEVENT in the calendar object")
+    uids = {str(e.get("UID", "")) for e in events}
+    if "" in uids:
+        raise InvalidObject("a VEVENT has no UID")
+    if len(uids) > 1:
+        raise InvalidObject("one object must hold one UID, found " + ", ".join(sorted(uids)))
+    uid = uids.pop()
+    if len(uid) > 255:
+        raise InvalidObject("UID longer than 255 characters")
+    masters = [e for e in events if "RECURRENCE-ID" not in e]
+    if len(masters) != 1:
+        raise InvalidObject("expected one VEVENT without RECURRENCE-ID, found %d" % len(masters))
+    master_component = masters[0]
+    overrides = [e for e in events if "RECURRENCE-ID" in e]
+    if len(overrides) > MAX_OVERRIDES:
+        raise InvalidObject(f"more than {MAX_OVERRIDES} overridden occurrences")
+
+    recurring = any(p in master_component for p in ("RRULE", "RDATE"))
+    master = event_from_component(master_component, default_tz, keep_recurrence=True)
+    if recurring:
+        _check_rrule(master_component)
+    elif overrides:
+        raise InvalidObject("RECURRENCE-ID on an event that has no RRULE or RDATE")
+    override_data = []
+    seen = set()
+    for component in overrides:
+        event = event_from_component(component, default_tz)
+        if event.recurrence_id in seen:
+            raise InvalidObject(f"occurrence {event.recurrence_id} overridden twice")
+        seen.add(event.recurrence_id)
+        override_data.append(event)
+    series_ics = _series_text(calendar, events) if recurring else None
+    return ParsedObject(uid=uid, master=master, overrides=override_data, series_ics=series_ics)
+
+
+def event_from_component(component: Component, default_tz: str,
+                         keep_recurrence: bool = False) -> EventData:
+    """One VEVENT as columns + extras. ``keep_recurrence``: RRULE & co. go to the extras."""
+    start_value = _decoded(component, "DTSTART")
+    if start_value is None:
+        raise InvalidObject("a VEVENT has no DTSTART")
+    all_day = not isinstance(start_value, datetime)
+    start, tzid = _instant(component, "DTSTART", start_value, default_tz)
+    if "DTEND" in component:
+        end_value = _decoded(component, "DTEND")
+        if isinstance(end_value, datetime) == all_day:
+            raise InvalidObject("DTSTART and DTEND must both be dates or both date-times")
+        end, _ = _instant(component, "DTEND", end_value, default_tz)
+    elif "DURATION" in component:
+        duration = _decoded(component, "DURATION")
+        if not isinstance(duration, timedelta):
+            raise InvalidObject("DURATION is not a duration")
+        end_local = start_value + duration
+        end, _ = _instant(component, "DTSTART", end_local, default_tz)
+    else:
+        end = date_to_utc(start_value + ONE_DAY, tzid) if all_day else start
+    if end < start:
+        raise InvalidObject("the event ends before it starts")
+    recurrence_id = None
+    if "RECURRENCE-ID" in component:
+        recurrence_id = rid_key(_decoded(component, "RECURRENCE-ID"), default_tz)
+    status = str(component.get("STATUS", "CONFIRMED")).upper()
+    if status not in STATUSES:
+        raise InvalidObject(f"unknown STATUS {status!r} for an event")
+    texts = {}
+    for name, limit in MAX_TEXT.items():
+        value = component.get(name, "")
+        if isinstance(value, list):
+            if name != "CONTACT":
+                raise InvalidObject(f"{name} appears more than once")
+            value = ""  # several CONTACTs stay in the extras as they came
+        value = str(value)
+        if len(value) > limit:
+            raise InvalidObject(f"{name} longer than {limit} characters", 413)
+        texts[name] = value
+    skip = set(_COLUMN_PROPS)
+    if not isinstance(component.get("CONTACT", ""), list):
+        skip.add("CONTACT")
+    if not keep_recurrence:
+        skip |= _RECURRENCE_PROPS
+    return EventData(
+        start=start, end=end, tzid=tzid, all_day=all_day,
+        subject=texts["SUMMARY"], notes=texts["DESCRIPTION"], location=texts["LOCATION"],
+        contact=texts["CONTACT"], status=status,
+        extra_ics=_extras(component, skip), recurrence_id=recurrence_id,
+    )
+
+
+def _decoded(component: Component, name: str):
+    try:
+        value = component.decoded(name, None)
+    except Exception as exc:
+        raise InvalidObject(f"invalid {name}: {exc}") from exc
+    if isinstance(value, list):
+        raise InvalidObject(f"{name} appears more than once")
+    if hasattr(value, "dt"):
+        value = value.dt
+    return value
+
+
+def _instant(component: Component, name: str, value, default_tz: str
+             ) -> tuple[datetime, str | None]:
+    """Naive UTC instant and the zone to keep for a DTSTART/DTEND value."""
+    if not isinstance(value, datetime):
+        if not isinstance(value, date):
+            raise InvalidObject(f"{name} is neither a date nor a date-time")
+        return date_to_utc(value, default_tz), default_tz
+    prop = component.get(name)
+    tzid_param = prop.params.get("TZID") if prop is not None and name in component else None
+    if value.tzinfo is None:
+        if tzid_param:
+            raise InvalidObject(f"unknown TZID {tzid_param!r} in {name}: use an IANA zone name "
+                                "or include its VTIMEZONE")
+        return to_utc(value.replace(tzinfo=zone(default_tz))), None
+    tzid = iana_name(value.tzinfo)
+    # A zone we only know from an embedded VTIMEZONE: keep the instant, show it in the
+    # user's own zone.
+    return to_utc(value), tzid or default_tz
+
+
+def _extras(component: Component, skip: set[str]) -> str:
+    extra = Event()
+    for name, value in component.items():
+        if name.upper() not in skip:
+            extra[name] = value
+    extra.subcomponents = list(component.subcomponents)
+    if not extra and not extra.subcomponents:
+        return ""
+    return extra.to_ical(sorted=False).decode("utf-8")
+
+
+def _check_rrule(master: Component) -> None:
+    """Refuse rules that would flood the agenda (INTERVAL=0, SECONDLY, > 1000 a year...)."""
+    rules = master.get("RRULE")
+    if rules is None:
+        return
+    if isinstance(rules, list):
+        raise InvalidObject("only one RRULE per event is supported")
+    freq = (rules.get("FREQ") or [""])[0]
+    if freq not in ALLOWED_FREQ:
+        raise InvalidObject(f"RRULE FREQ={freq or '?'} is not supported for appointments"
+                            " (HOURLY to YEARLY)")
+    for key in ("INTERVAL", "COUNT"):
+        values = rules.get(key)
+        if values is not None and (not isinstance(values[0], int) or values[0] < 1):
+            raise InvalidObject(f"RRULE {key} must be a positive integer")
+    start = _decoded(master, "DTSTART")
+    naive_start = _naive(start)
+    text = rules.to_ical().decode()
+    parts = [p for p in text.split(";") if not p.upper().startswith("UNTIL=")]
+    until = rules.get("UNTIL")
+    try:
+        rule = dateutil_rrule.rrulestr(";".join(parts), dtstart=naive_start)
+        if until:
+            rule = rule.replace(until=_naive(until[0], like=start))
+    except Exception as exc:
+        raise InvalidObject(f"invalid RRULE: {exc}") from exc
+    horizon = naive_start + timedelta(days=366)
+    for count, occurrence in enumerate(rule):
+        if occurrence > horizon:
+            break
+        if count >= MAX_OCCURRENCES_PER_YEAR:
+            raise InvalidObject(f"RRULE repeats more than {MAX_OCCURRENCES_PER_YEAR} times in"
+                                " a year: not an appointment series")
+
+
+def _naive(value, like=None) -> datetime:
+    """A comparable naive datetime: dates at midnight, aware values in ``like``'s zone."""
+    if not isinstance(value, datetime):
+        return datetime.combine(value, datetime.min.time())
+    if value.tzinfo is not None:
+        target = like.tzinfo if isinstance(like, datetime) and like.tzinfo else None
+        value = value.astimezone(target) if target else value
+        return value.replace(tzinfo=None)
+    return value
+
+
+def _series_text(calendar: Calendar, events: list[Component]) -> str:
+    """The series source: its VEVENTs and the VTIMEZONEs they use, nothing else."""
+    source = Calendar()
+    source.add("VERSION", "2.0")
+    source.add("PRODID", "-//gestan-bridge//series//EN")
+    for component in calendar.subcomponents:
+        if component.name == "VTIMEZONE":
+            source.add_component(component)
+    for event in events:
+        source.add_component(event)
+    return source.to_ical(sorted=False).decode("utf-8")

@@ -1,0 +1,98 @@
+"""EventData → iCalendar text, byte-deterministic (etags are hashes of it).
+
+Same row, same bytes: no "now" anywhere (DTSTAMP is the row's own timestamp), a fixed
+property order, extras in the order they were received, and VTIMEZONEs computed from the
+object's own years only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from icalendar import Calendar, Event
+
+from bridge.ical.model import EventData
+from bridge.ical.timezones import (
+    rid_value,
+    utc_to_date,
+    utc_to_local,
+    vtimezone,
+    zone,
+)
+
+PRODID = "-//gestan-bridge//Gestan Rendez-vous//FR"
+_LAST_VTIMEZONE_YEAR = 2037
+
+
+def render_object(uid: str, master: EventData, overrides: Iterable[EventData] = (),
+                  default_tz: str = "Europe/Paris", dtstamp: datetime | None = None,
+                  exdates: Iterable[str] = (), open_ended: bool = False) -> str:
+    """One CalDAV object: ``master`` (a single event or a series master) and its overrides.
+
+    ``exdates`` are recurrence-id keys to exclude (occurrences deleted in Gestan);
+    ``open_ended`` says the series has no end, so its VTIMEZONEs must reach far ahead.
+    """
+    overrides = sorted(overrides, key=lambda e: e.recurrence_id or "")
+    events = [master, *overrides]
+    calendar = Calendar()
+    calendar.add("PRODID", PRODID)
+    calendar.add("VERSION", "2.0")
+    first_year = min(e.start.year for e in events)
+    last_year = max(e.end.year for e in events)
+    if open_ended:
+        last_year = max(last_year, min(first_year + 20, _LAST_VTIMEZONE_YEAR))
+    for tzid in sorted({e.tzid for e in events if e.tzid not in (None, "UTC")
+                        and not e.all_day}):
+        calendar.add_component(vtimezone(tzid, first_year, last_year))
+    stamp = (dtstamp or datetime(2000, 1, 1)).replace(tzinfo=UTC)
+    calendar.add_component(_vevent(uid, master, default_tz, stamp, exdates=exdates))
+    for override in overrides:
+        calendar.add_component(_vevent(uid, override, default_tz, stamp, master=master))
+    return calendar.to_ical(sorted=False).decode("utf-8")
+
+
+def etag_of(ics: str) -> str:
+    return '"%s"' % hashlib.sha256(ics.encode("utf-8")).hexdigest()[:40]
+
+
+def _vevent(uid: str, event: EventData, default_tz: str, stamp: datetime,
+            master: EventData | None = None, exdates: Iterable[str] = ()) -> Event:
+    vevent = Event()
+    vevent.add("UID", uid)
+    vevent.add("DTSTAMP", stamp)
+    vevent.add("DTSTART", _time_value(event.start, event, default_tz))
+    vevent.add("DTEND", _time_value(event.end, event, default_tz))
+    if event.recurrence_id and master is not None:
+        vevent.add("RECURRENCE-ID", _rid(event.recurrence_id, master, default_tz))
+    for name, value in (("SUMMARY", event.subject), ("LOCATION", event.location),
+                        ("DESCRIPTION", event.notes), ("CONTACT", event.contact)):
+        if value:
+            vevent.add(name, value)
+    if event.status != "CONFIRMED":
+        vevent.add("STATUS", event.status)
+    if event.extra_ics:
+        extra = Event.from_ical(event.extra_ics)
+        for name, value in extra.items():
+            vevent[name] = value
+        for component in extra.subcomponents:
+            vevent.add_component(component)
+    exdates = sorted(exdates)
+    if exdates:
+        vevent.add("EXDATE", [_rid(key, event, default_tz) for key in exdates])
+    return vevent
+
+
+def _time_value(instant: datetime, event: EventData, default_tz: str):
+    if event.all_day:
+        return utc_to_date(instant, event.tzid or default_tz)
+    if event.tzid == "UTC":
+        return instant.replace(tzinfo=UTC)
+    if event.tzid is None:
+        return utc_to_local(instant, default_tz).replace(tzinfo=None)
+    return instant.replace(tzinfo=UTC).astimezone(zone(event.tzid))
+
+
+def _rid(key: str, master: EventData, default_tz: str):
+    return rid_value(key, None if master.all_day else master.tzid, default_tz)

@@ -1,0 +1,65 @@
+"""Series: expanding a stored series into occurrences with recurring-ical-events.
+
+Only the requested window is ever expanded (DESIGN.md, "Series"); the series source
+(master + overrides) stays one object.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import recurring_ical_events
+from icalendar import Calendar
+
+from bridge.ical.model import EventData
+from bridge.ical.parse import event_from_component
+
+_MAX_BOUNDED = 20000
+_SLACK = timedelta(days=1)
+
+
+def calendar_of(series_ics: str, with_overrides: bool = True) -> Calendar:
+    calendar = Calendar.from_ical(series_ics)
+    if not with_overrides:
+        calendar.subcomponents = [c for c in calendar.subcomponents
+                                  if not (c.name == "VEVENT" and "RECURRENCE-ID" in c)]
+    return calendar
+
+
+def master_component(series_ics: str):
+    return next(c for c in calendar_of(series_ics).subcomponents
+                if c.name == "VEVENT" and "RECURRENCE-ID" not in c)
+
+
+def expand(series_ics: str, start: datetime, end: datetime, default_tz: str,
+           with_overrides: bool = True) -> list[EventData]:
+    """Occurrences overlapping [start, end) (naive UTC), overrides applied, EXDATEs removed.
+
+    ``with_overrides=False`` gives what the master alone generates: an occurrence that
+    differs from it must be written back as an override.
+    """
+    calendar = calendar_of(series_ics, with_overrides)
+    query = recurring_ical_events.of(calendar)
+    window = (start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
+    return [event_from_component(component, default_tz)
+            for component in query.between(*window)]
+
+
+def bounds(series_ics: str, default_tz: str) -> tuple[datetime, datetime | None]:
+    """First start and last end of all instances (naive UTC); last end None if unbounded.
+
+    A day of slack on each side: DST and floating times never push an instance past it.
+    """
+    calendar = calendar_of(series_ics)
+    events = [event_from_component(c, default_tz) for c in calendar.walk("VEVENT")]
+    first = min(e.start for e in events) - _SLACK
+    rule = master_component(series_ics).get("RRULE")
+    if rule is not None and not (rule.get("COUNT") or rule.get("UNTIL")):
+        return first, None
+    last = max(e.end for e in events)
+    occurrences = recurring_ical_events.of(calendar).all()
+    for count, component in enumerate(occurrences):
+        if count >= _MAX_BOUNDED:
+            return first, None
+        last = max(last, event_from_component(component, default_tz).end)
+    return first, last + _SLACK

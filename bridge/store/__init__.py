@@ -1,0 +1,248 @@
+"""The Gestan-shaped agenda store: the one API that the CLI, the Radicale plugins and the
+sync engine call. Each method is one transaction; SQL lives in the modules below.
+
+- ``users``: users, bcrypt passwords, settings, the per-user revision counter
+- ``agenda``: actions as Gestan sees them (every type)
+- ``objects``: the CalDAV view (one object per appointment or series), series materialised
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.engine import Connection
+
+from bridge.ical import parse_object
+from bridge.ical.model import EventData, InvalidObject, ParsedObject
+from bridge.ical.timezones import now_utc
+from bridge.store import agenda, objects, users
+from bridge.store.engine import database_url, make_engine, migrate, write_options
+from bridge.store.objects import UidConflict
+from bridge.store.records import Action, ActionType, StoredObject, User
+from bridge.store.users import LoginCache, UserError
+
+__all__ = ["Action", "ActionType", "EventData", "ImportReport", "InvalidObject", "Store",
+           "StoredObject", "UidConflict", "User", "UserError", "open_store"]
+
+SYNC_TOKEN_PREFIX = "http://gestan-bridge.invalid/ns/sync/"
+
+
+@dataclass
+class ImportReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)  # (uid or position, reason)
+
+
+class Store:
+    def __init__(self, url: str | None = None) -> None:
+        self.url = database_url(url)
+        self.engine = make_engine(self.url)
+        migrate(self.engine)
+        self._logins = LoginCache()
+
+    # -------------------------------------------------------------- transactions
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(**write_options())
+            with conn.begin():
+                yield conn
+
+    # -------------------------------------------------------------- users
+    def add_user(self, login: str, password: str, **fields) -> User:
+        with self.writing() as conn:
+            return users.add(conn, login, password, **fields)
+
+    def set_user(self, login: str, **fields) -> User:
+        with self.writing() as conn:
+            return users.set_fields(conn, login, **fields)
+
+    def user(self, login: str) -> User | None:
+        with self.reading() as conn:
+            return users.get(conn, login)
+
+    def require_user(self, login: str) -> User:
+        with self.reading() as conn:
+            return users.require(conn, login)
+
+    def users(self) -> list[User]:
+        with self.reading() as conn:
+            return users.all_users(conn)
+
+    def authenticate(self, login: str, password: str) -> User | None:
+        """The user if the password is right (bcrypt, with a short cache of successes)."""
+        user = self.user(login)
+        if user is None or not password:
+            return None
+        return user if self._logins.check(user, password) else None
+
+    # -------------------------------------------------------------- CalDAV view
+    def calendar_object(self, user_id: int, href: str, with_ics: bool = True
+                        ) -> StoredObject | None:
+        with self.reading() as conn:
+            return objects.get(conn, user_id, href, with_ics)
+
+    def calendar_objects(self, user_id: int, hrefs) -> list[StoredObject]:
+        with self.reading() as conn:
+            return objects.get_many(conn, user_id, hrefs)
+
+    def calendar_listing(self, user_id: int, with_ics: bool = False,
+                         start: datetime | None = None, end: datetime | None = None
+                         ) -> list[StoredObject]:
+        with self.reading() as conn:
+            return objects.listing(conn, user_id, with_ics, start, end)
+
+    def object_ics(self, object_id: int) -> str | None:
+        with self.reading() as conn:
+            return objects.ics_of(conn, object_id)
+
+    def object_count(self, user_id: int) -> int:
+        with self.reading() as conn:
+            return objects.count(conn, user_id)
+
+    def has_uid(self, user_id: int, uid: str) -> bool:
+        with self.reading() as conn:
+            return objects.has_uid(conn, user_id, uid)
+
+    def sync_token(self, revision: int) -> str:
+        return f"{SYNC_TOKEN_PREFIX}{revision}"
+
+    def changes_since(self, user_id: int, token: str) -> tuple[str, list[str]]:
+        """(current token, hrefs changed since ``token``); ``ValueError`` for a token we did
+        not issue, as Radicale expects (it answers 403 valid-sync-token)."""
+        with self.reading() as conn:
+            current = users.get_by_id(conn, user_id).revision
+            if not token:
+                return self.sync_token(current), [o.href for o in objects.listing(conn, user_id)]
+            if not token.startswith(SYNC_TOKEN_PREFIX):
+                raise ValueError(f"unknown sync token {token!r}")
+            try:
+                since = int(token[len(SYNC_TOKEN_PREFIX):])
+            except ValueError:
+                raise ValueError(f"unknown sync token {token!r}") from None
+            if since < 0 or since > current:
+                raise ValueError(f"sync token {token!r} is from the future")
+            return self.sync_token(current), objects.changed_since(conn, user_id, since)
+
+    def put_object(self, login: str, href: str, data: str | bytes | ParsedObject
+                   ) -> StoredObject:
+        """Store a calendar object from a phone (parsed and validated here if need be)."""
+        user = self.require_user(login)
+        parsed = data if isinstance(data, ParsedObject) else parse_object(data, user.timezone)
+        with self.writing() as conn:
+            revision = users.next_revision(conn, user.id)
+            return objects.put(conn, user, href, parsed, revision)
+
+    def delete_object(self, login: str, href: str) -> bool:
+        user = self.require_user(login)
+        with self.writing() as conn:
+            revision = users.next_revision(conn, user.id)
+            return objects.delete(conn, user, href, revision)
+
+    def set_calendar_props(self, login: str, props: dict) -> User:
+        with self.writing() as conn:
+            user = users.set_fields(conn, login, calendar_props=props)
+            users.next_revision(conn, user.id)  # the collection etag changes
+            return users.require(conn, login)
+
+    # -------------------------------------------------------------- agenda
+    def agenda(self, login: str, start: datetime | None = None, end: datetime | None = None,
+               types: list[ActionType] | None = None) -> list[Action]:
+        self.refresh_series(login)
+        user = self.require_user(login)
+        with self.reading() as conn:
+            return agenda.listing(conn, user, start, end, types)
+
+    def action(self, login: str, action_id: int) -> Action:
+        user = self.require_user(login)
+        with self.reading() as conn:
+            return agenda.get(conn, user, action_id)
+
+    def add_action(self, login: str, event: EventData,
+                   type_: ActionType = ActionType.APPOINTMENT) -> Action:
+        user = self.require_user(login)
+        with self.writing() as conn:
+            revision = users.next_revision(conn, user.id)
+            return agenda.add(conn, user, type_, event, revision, now_utc())
+
+    def delete_action(self, login: str, action_id: int) -> Action:
+        user = self.require_user(login)
+        with self.writing() as conn:
+            revision = users.next_revision(conn, user.id)
+            return agenda.delete(conn, user, action_id, revision, now_utc())
+
+    def import_calendar(self, login: str, text: str) -> ImportReport:
+        """Add or update (by UID) every event of an .ics file; never deletes.
+
+        Each UID is its own transaction: one bad event is reported, the others land.
+        """
+        from bridge.ical.split import split_calendar  # local: only the importer needs it
+
+        user = self.require_user(login)
+        report = ImportReport()
+        try:
+            pieces = split_calendar(text)
+        except InvalidObject as exc:
+            report.rejected.append(("file", exc.reason))
+            return report
+        for label, piece in pieces:
+            try:
+                parsed = parse_object(piece, user.timezone)
+                with self.writing() as conn:
+                    existing = objects.listing_by_uid(conn, user.id, parsed.uid)
+                    href = existing.href if existing else _href_for(parsed.uid)
+                    revision = users.next_revision(conn, user.id)
+                    objects.put(conn, user, href, parsed, revision)
+                (report.updated if existing else report.added).append(parsed.uid)
+            except (InvalidObject, UidConflict) as exc:
+                report.rejected.append((label, getattr(exc, "reason", str(exc))))
+        return report
+
+    def refresh_series(self, login: str | None = None, now: datetime | None = None) -> int:
+        """Materialise series occurrences that entered the one-year horizon (all users when
+        ``login`` is None). Returns how many series were extended."""
+        now = now or now_utc()
+        targets = [self.require_user(login)] if login else self.users()
+        extended = 0
+        for user in targets:
+            with self.reading() as conn:
+                due = objects.series_due(conn, user.id, now)
+            for object_id in due:
+                with self.writing() as conn:
+                    revision = users.next_revision(conn, user.id)
+                    objects.extend_series(conn, user, object_id, revision, now)
+                    objects.rerender(conn, user, object_id, revision)
+                extended += 1
+        return extended
+
+
+def _href_for(uid: str) -> str:
+    """A safe href for an imported UID (UIDs may hold any character)."""
+    safe = "".join(c for c in uid if c.isalnum() or c in "-_.")
+    if not safe or len(safe) > 100 or safe != uid:
+        safe = str(uuid.uuid5(uuid.NAMESPACE_URL, uid))
+    return f"{safe}.ics"
+
+
+_stores: dict[str, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(url: str | None = None) -> Store:
+    """The process-wide store for ``url`` (plugins, CLI and HTTP endpoints share it)."""
+    url = database_url(url)
+    with _stores_lock:
+        if url not in _stores:
+            _stores[url] = Store(url)
+        return _stores[url]

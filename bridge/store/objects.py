@@ -1,0 +1,318 @@
+"""The CalDAV view of a user's Rendez-vous: one calendar object per appointment or series.
+
+Writes keep ``actions`` (what Gestan sees) and ``calendar_objects`` (what phones see) in
+step inside the caller's transaction; reads never parse iCalendar, they serve stored text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from bridge.ical import series as ical_series
+from bridge.ical.model import EventData, ParsedObject
+from bridge.ical.parse import event_from_component
+from bridge.ical.render import etag_of, render_object
+from bridge.ical.timezones import now_utc, rid_key
+from bridge.store.records import Action, ActionType, StoredObject, User, event_columns
+from bridge.store.schema import actions, calendar_objects
+
+# Series occurrences exist as actions up to this far ahead (Gestan: "au-delà d'un an").
+HORIZON = timedelta(days=365)
+# Refresh a series' occurrences once its horizon is this much behind.
+REFRESH_SLACK = timedelta(days=1)
+
+_LISTING = [calendar_objects.c[name] for name in (
+    "id", "user_id", "href", "uid", "etag", "first_start", "last_end", "is_series",
+    "revision", "deleted", "updated_at")]
+
+
+class UidConflict(ValueError):
+    """Another live object of the user already has this UID."""
+
+
+# ---------------------------------------------------------------- reads
+
+def get(conn: Connection, user_id: int, href: str, with_ics: bool = True) -> StoredObject | None:
+    columns = [*_LISTING, calendar_objects.c.ics] if with_ics else _LISTING
+    row = conn.execute(select(*columns).where(
+        calendar_objects.c.user_id == user_id, calendar_objects.c.href == href,
+        ~calendar_objects.c.deleted)).first()
+    return StoredObject.from_row(row) if row else None
+
+
+def get_many(conn: Connection, user_id: int, hrefs: Iterable[str]) -> list[StoredObject]:
+    hrefs = list(dict.fromkeys(hrefs))
+    found: list[StoredObject] = []
+    for chunk in range(0, len(hrefs), 500):  # stay under SQLite's bound-parameter limit
+        rows = conn.execute(select(*_LISTING, calendar_objects.c.ics).where(
+            calendar_objects.c.user_id == user_id, ~calendar_objects.c.deleted,
+            calendar_objects.c.href.in_(hrefs[chunk:chunk + 500])))
+        found.extend(StoredObject.from_row(r) for r in rows)
+    return found
+
+
+def listing(conn: Connection, user_id: int, with_ics: bool = False,
+            start: datetime | None = None, end: datetime | None = None) -> list[StoredObject]:
+    """Live objects, optionally only those that may have an instance in [start, end)."""
+    columns = [*_LISTING, calendar_objects.c.ics] if with_ics else _LISTING
+    query = select(*columns).where(calendar_objects.c.user_id == user_id,
+                                   ~calendar_objects.c.deleted)
+    if end is not None:
+        query = query.where(calendar_objects.c.first_start < end)
+    if start is not None:
+        query = query.where(or_(calendar_objects.c.last_end.is_(None),
+                                calendar_objects.c.last_end > start))
+    return [StoredObject.from_row(r) for r in conn.execute(query.order_by(calendar_objects.c.id))]
+
+
+def ics_of(conn: Connection, object_id: int) -> str | None:
+    return conn.execute(select(calendar_objects.c.ics)
+                        .where(calendar_objects.c.id == object_id)).scalar_one_or_none()
+
+
+def count(conn: Connection, user_id: int) -> int:
+    return conn.execute(select(func.count()).select_from(calendar_objects).where(
+        calendar_objects.c.user_id == user_id, ~calendar_objects.c.deleted)).scalar_one()
+
+
+def changed_since(conn: Connection, user_id: int, revision: int) -> list[str]:
+    """Hrefs created, changed or deleted after ``revision`` (the RFC 6578 delta)."""
+    return list(conn.execute(select(calendar_objects.c.href).where(
+        calendar_objects.c.user_id == user_id, calendar_objects.c.revision > revision)
+        .order_by(calendar_objects.c.revision)).scalars())
+
+
+def has_uid(conn: Connection, user_id: int, uid: str) -> bool:
+    return conn.execute(select(calendar_objects.c.id).where(
+        calendar_objects.c.user_id == user_id, calendar_objects.c.uid == uid,
+        ~calendar_objects.c.deleted)).first() is not None
+
+
+def _object_actions(conn: Connection, object_id: int) -> list[Action]:
+    rows = conn.execute(select(actions).where(actions.c.object_id == object_id)
+                        .order_by(actions.c.start_utc, actions.c.id))
+    return [Action.from_row(r) for r in rows]
+
+
+# ---------------------------------------------------------------- writes
+
+def put(conn: Connection, user: User, href: str, parsed: ParsedObject, revision: int,
+        now: datetime | None = None) -> StoredObject:
+    """Create or replace the object at ``href`` (a phone's PUT, an import, a pull)."""
+    now = now or now_utc()
+    existing = conn.execute(select(calendar_objects).where(
+        calendar_objects.c.user_id == user.id, calendar_objects.c.href == href)).first()
+    if existing and not existing.deleted and existing.uid != parsed.uid:
+        raise UidConflict(f"{href} holds UID {existing.uid!r}, not {parsed.uid!r}")
+    clash = conn.execute(select(calendar_objects.c.href).where(
+        calendar_objects.c.user_id == user.id, calendar_objects.c.uid == parsed.uid,
+        ~calendar_objects.c.deleted, calendar_objects.c.href != href)).first()
+    if clash:
+        raise UidConflict(f"UID {parsed.uid!r} is already used by {clash.href}")
+    values = dict(uid=parsed.uid, is_series=parsed.is_series, series_ics=parsed.series_ics,
+                  revision=revision, deleted=False, updated_at=now, ics="", etag="",
+                  materialised_until=None)
+    if existing:
+        object_id = existing.id
+        conn.execute(update(calendar_objects).where(calendar_objects.c.id == object_id)
+                     .values(**values))
+    else:
+        object_id = conn.execute(insert(calendar_objects).values(
+            user_id=user.id, href=href, **values)).inserted_primary_key[0]
+    if parsed.is_series:
+        _materialise(conn, user, object_id, parsed.series_ics, revision, now, replace=True)
+    else:
+        _put_single(conn, user, object_id, parsed.master, revision, now)
+    return rerender(conn, user, object_id, revision, force=True)
+
+
+def _put_single(conn: Connection, user: User, object_id: int, event: EventData,
+                revision: int, now: datetime) -> None:
+    """The object's one action is updated in place (Gestan keeps its action id)."""
+    current = [a for a in _object_actions(conn, object_id) if not a.deleted]
+    keep = next((a for a in current if a.recurrence_id is None), None)
+    for action in current:
+        if action is not keep:  # it was a series before: its occurrences go
+            _tombstone_action(conn, action.id, revision, now)
+    if keep:
+        conn.execute(update(actions).where(actions.c.id == keep.id).values(
+            **event_columns(event), revision=revision, updated_at=now))
+    else:
+        insert_action(conn, user.id, ActionType.APPOINTMENT, event, revision, now, object_id)
+
+
+def insert_action(conn: Connection, user_id: int, type_: ActionType, event: EventData,
+                  revision: int, now: datetime, object_id: int | None = None) -> int:
+    return conn.execute(insert(actions).values(
+        user_id=user_id, type=type_.value, object_id=object_id, **event_columns(event),
+        revision=revision, deleted=False, created_at=now, updated_at=now,
+    )).inserted_primary_key[0]
+
+
+def _tombstone_action(conn: Connection, action_id: int, revision: int, now: datetime) -> None:
+    conn.execute(update(actions).where(actions.c.id == action_id)
+                 .values(deleted=True, revision=revision, updated_at=now))
+
+
+def delete(conn: Connection, user: User, href: str, revision: int,
+           now: datetime | None = None) -> bool:
+    """Delete the object and its actions, leaving tombstones; False if there was none."""
+    now = now or now_utc()
+    row = conn.execute(select(calendar_objects.c.id).where(
+        calendar_objects.c.user_id == user.id, calendar_objects.c.href == href,
+        ~calendar_objects.c.deleted)).first()
+    if row is None:
+        return False
+    conn.execute(update(actions).where(actions.c.object_id == row.id, ~actions.c.deleted)
+                 .values(deleted=True, revision=revision, updated_at=now))
+    conn.execute(update(calendar_objects).where(calendar_objects.c.id == row.id).values(
+        deleted=True, ics=None, etag=None, series_ics=None, revision=revision, updated_at=now))
+    return True
+
+
+def rerender(conn: Connection, user: User, object_id: int, revision: int,
+             force: bool = False) -> StoredObject:
+    """Render the object from its actions; store it (and take ``revision``) if it changed."""
+    row = conn.execute(select(calendar_objects).where(calendar_objects.c.id == object_id)).one()
+    object_actions = _object_actions(conn, object_id)
+    live = [a for a in object_actions if not a.deleted]
+    if row.is_series:
+        ics = _render_series(row, user, object_actions)
+        first, last = ical_series.bounds(row.series_ics, user.timezone)
+        first = min([first, *(a.event.start for a in live)])
+        if last is not None:
+            last = max([last, *(a.event.end for a in live)])
+    else:
+        action = live[0]
+        ics = render_object(row.uid, action.event, default_tz=user.timezone,
+                            dtstamp=action.updated_at)
+        first, last = action.event.start, action.event.end
+        if first == last:  # a zero-length event still matches the instant it is at
+            last = last + timedelta(seconds=1)
+    if ics != row.ics or force:
+        conn.execute(update(calendar_objects).where(calendar_objects.c.id == object_id).values(
+            ics=ics, etag=etag_of(ics), first_start=first, last_end=last,
+            revision=revision, deleted=False))
+    return StoredObject.from_row(conn.execute(select(calendar_objects).where(
+        calendar_objects.c.id == object_id)).one())
+
+
+def _render_series(row, user: User, object_actions: list[Action]) -> str:
+    """Master + overrides rebuilt from the actions (DESIGN.md, "Series").
+
+    An occurrence that differs from what the master generates becomes an override; one
+    deleted in Gestan becomes an EXDATE; overrides of occurrences never materialised (past
+    or beyond the horizon) are kept as received.
+    """
+    tz = user.timezone
+    source = ical_series.calendar_of(row.series_ics)
+    events = [c for c in source.subcomponents if c.name == "VEVENT"]
+    master_component = next(c for c in events if "RECURRENCE-ID" not in c)
+    master = event_from_component(master_component, tz, keep_recurrence=True)
+    live = {a.recurrence_id: a for a in object_actions if not a.deleted and a.recurrence_id}
+    deleted = {a.recurrence_id for a in object_actions if a.deleted and a.recurrence_id} - set(live)
+    overrides: dict[str, EventData] = {}
+    for component in events:
+        if "RECURRENCE-ID" in component:
+            event = event_from_component(component, tz)
+            if event.recurrence_id not in live and event.recurrence_id not in deleted:
+                overrides[event.recurrence_id] = event
+    if live:
+        starts = [a.event.start for a in live.values()]
+        expected = {e.recurrence_id: e for e in ical_series.expand(
+            row.series_ics, min(starts) - timedelta(days=1), max(starts) + timedelta(days=2),
+            tz, with_overrides=False)}
+        for key, action in live.items():
+            wanted = expected.get(key)
+            if wanted is None or wanted.content() != action.event.content():
+                overrides[key] = action.event
+    own_exdates = _exdate_keys(master_component, tz)
+    return render_object(row.uid, master, overrides.values(), default_tz=tz,
+                         dtstamp=row.updated_at, exdates=deleted - own_exdates,
+                         open_ended=row.last_end is None)
+
+
+def _exdate_keys(component, default_tz: str) -> set[str]:
+    values = component.get("EXDATE")
+    if values is None:
+        return set()
+    keys = set()
+    for prop in values if isinstance(values, list) else [values]:
+        for item in prop.dts:
+            keys.add(rid_key(item.dt, default_tz))
+    return keys
+
+
+# ---------------------------------------------------------------- series
+
+def _materialise(conn: Connection, user: User, object_id: int, series_ics: str,
+                 revision: int, now: datetime, replace: bool) -> bool:
+    """Make the series' occurrences up to ``now + HORIZON`` exist as actions.
+
+    Unchanged occurrences keep their action ids; with ``replace`` (a new version of the
+    series) occurrences it no longer has are deleted. Occurrences that ended before now are
+    not created, and those already materialised are never deleted for being past.
+    Returns whether any action changed.
+    """
+    horizon = now + HORIZON
+    known = {a.recurrence_id: a for a in _object_actions(conn, object_id) if a.recurrence_id}
+    earliest = min([now, *(a.event.start for a in known.values() if not a.deleted)])
+    wanted = {e.recurrence_id: e for e in ical_series.expand(
+        series_ics, earliest, horizon, user.timezone)}
+    changed = False
+    for key, event in wanted.items():
+        action = known.get(key)
+        if action is None:
+            if event.end > now:
+                insert_action(conn, user.id, ActionType.APPOINTMENT, event, revision, now,
+                              object_id)
+                changed = True
+        elif replace and (action.deleted or action.event.content() != event.content()):
+            conn.execute(update(actions).where(actions.c.id == action.id).values(
+                **event_columns(event), deleted=False, revision=revision, updated_at=now))
+            changed = True
+    if replace:
+        for key, action in known.items():
+            if key not in wanted and not action.deleted:
+                _tombstone_action(conn, action.id, revision, now)
+                changed = True
+    # a new version without the single-event action it may have had before
+    if replace:
+        for action in _object_actions(conn, object_id):
+            if action.recurrence_id is None and not action.deleted:
+                _tombstone_action(conn, action.id, revision, now)
+                changed = True
+    conn.execute(update(calendar_objects).where(calendar_objects.c.id == object_id)
+                 .values(materialised_until=horizon))
+    return changed
+
+
+def series_due(conn: Connection, user_id: int, now: datetime) -> list[int]:
+    """Series whose occurrences stop before the horizon: time passed since they were made."""
+    return list(conn.execute(select(calendar_objects.c.id).where(
+        calendar_objects.c.user_id == user_id, calendar_objects.c.is_series,
+        ~calendar_objects.c.deleted,
+        or_(calendar_objects.c.materialised_until.is_(None),
+            calendar_objects.c.materialised_until < now + HORIZON - REFRESH_SLACK),
+        or_(calendar_objects.c.last_end.is_(None), calendar_objects.c.last_end > now),
+    )).scalars())
+
+
+def extend_series(conn: Connection, user: User, object_id: int, revision: int,
+                  now: datetime) -> bool:
+    """Create the occurrences that entered the horizon, asking no remote for anything."""
+    series_ics = conn.execute(select(calendar_objects.c.series_ics).where(
+        calendar_objects.c.id == object_id)).scalar_one()
+    return _materialise(conn, user, object_id, series_ics, revision, now, replace=False)
+
+
+
+def listing_by_uid(conn: Connection, user_id: int, uid: str) -> StoredObject | None:
+    row = conn.execute(select(*_LISTING).where(
+        calendar_objects.c.user_id == user_id, calendar_objects.c.uid == uid,
+        ~calendar_objects.c.deleted)).first()
+    return StoredObject.from_row(row) if row else None

@@ -1,0 +1,115 @@
+"""The Gestan-shaped tables (SQLAlchemy Core), the one place the schema is written down.
+
+Alembic migrations in ``migrations/versions`` create exactly this; ``tests/test_store.py``
+checks that the two agree.
+
+All instants are naive UTC ``DateTime`` values; an action's own zone is kept beside them
+(``tzid``) so that Europe/Paris stays Europe/Paris when rendered back.
+
+The change journal is the pair (``revision``, ``deleted``) on ``actions`` and
+``calendar_objects``: every write takes the next value of its user's counter
+(``users.revision``, bumped under a row lock so revisions commit in order) and a deletion
+leaves a tombstone row instead of removing it. CalDAV sync tokens and "changed since the
+last push" are both ``revision > N`` on an index.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("login", String(64), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("email", String(320), nullable=False, default=""),
+    Column("timezone", String(64), nullable=False, default="Europe/Paris"),
+    Column("password_hash", String(100), nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    # JSON: Google account and calendar name, Outlook profile, window... (UserSettings)
+    Column("settings", Text, nullable=False, default="{}"),
+    # JSON: the CalDAV calendar's display name, description and colour
+    Column("calendar_props", Text, nullable=False, default="{}"),
+    # Last revision handed out for this user's actions and calendar objects.
+    Column("revision", BigInteger, nullable=False, default=0),
+    Column("created_at", DateTime, nullable=False),
+)
+
+# One row per CalDAV object of a user's Rendez-vous calendar: a single appointment or a
+# whole series. ``ics`` is rendered once per revision and served as is (its sha256 is the
+# etag); ``first_start``/``last_end`` bound every instance so time-range REPORTs are
+# answered from the index (``last_end`` NULL: a series without end).
+calendar_objects = Table(
+    "calendar_objects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("href", String(255), nullable=False),
+    Column("uid", String(255), nullable=False),
+    Column("ics", Text),
+    Column("etag", String(80)),
+    Column("first_start", DateTime),
+    Column("last_end", DateTime),
+    Column("is_series", Boolean, nullable=False, default=False),
+    # Series only: the master VEVENT and its overrides as last received (VCALENDAR text).
+    Column("series_ics", Text),
+    # Series only: occurrences starting before this instant exist as actions.
+    Column("materialised_until", DateTime),
+    Column("revision", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("user_id", "href", name="uq_objects_user_href"),
+    # A UID is unique among live objects; tombstones keep theirs for sync reports.
+    Index("uq_objects_user_uid_live", "user_id", "uid", unique=True,
+          sqlite_where=text("NOT deleted"), postgresql_where=text("NOT deleted")),
+    Index("ix_objects_user_revision", "user_id", "revision"),
+    Index("ix_objects_user_range", "user_id", "first_start", "last_end"),
+)
+
+# Gestan's agenda: actions of every type. Rendez-vous have an ``object_id``; a series
+# occurrence also has its ``recurrence_id`` (the original start, as iCalendar text).
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("subject", Text, nullable=False, default=""),
+    Column("notes", Text, nullable=False, default=""),
+    Column("location", Text, nullable=False, default=""),
+    Column("contact", Text, nullable=False, default=""),
+    Column("start_utc", DateTime, nullable=False),
+    Column("end_utc", DateTime, nullable=False),
+    # IANA zone, "UTC", or NULL for a floating time (read in the user's zone).
+    Column("tzid", String(64)),
+    Column("all_day", Boolean, nullable=False, default=False),
+    Column("status", String(16), nullable=False, default="CONFIRMED"),
+    Column("object_id", Integer, ForeignKey("calendar_objects.id", ondelete="SET NULL")),
+    Column("recurrence_id", String(32)),
+    # Properties the columns cannot hold (VALARM, ATTENDEE, X-...), as VEVENT content lines.
+    Column("extra_ics", Text, nullable=False, default=""),
+    Column("revision", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_actions_user_type_start", "user_id", "type", "start_utc"),
+    Index("ix_actions_user_revision", "user_id", "revision"),
+    Index("ix_actions_object", "object_id", "recurrence_id"),
+)

@@ -1,0 +1,145 @@
+"""Gestan users: bcrypt passwords, settings, and the per-user revision counter."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+
+import bcrypt
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from bridge.ical.timezones import is_iana, now_utc
+from bridge.store.records import User
+from bridge.store.schema import users
+
+LOGIN_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# Cost 12 is bcrypt's default; tests may lower it through the environment.
+BCRYPT_ROUNDS = int(os.environ.get("GESTAN_BRIDGE_BCRYPT_ROUNDS", "12"))
+LOGIN_CACHE_SECONDS = 60
+
+
+class UserError(ValueError):
+    """A user-facing error about users (unknown login, bad value...)."""
+
+
+def hash_password(password: str) -> str:
+    if not password:
+        raise UserError("the password must not be empty")
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(BCRYPT_ROUNDS)).decode()
+
+
+def check_login(login: str) -> str:
+    if not LOGIN_PATTERN.match(login or ""):
+        raise UserError(f"invalid login {login!r}: use lowercase letters, digits, '.', '_' or '-'")
+    return login
+
+
+def check_timezone(name: str) -> str:
+    if not is_iana(name):
+        raise UserError(f"unknown time zone {name!r} (use an IANA name such as Europe/Paris)")
+    return name
+
+
+def get(conn: Connection, login: str) -> User | None:
+    row = conn.execute(select(users).where(users.c.login == login)).first()
+    return User.from_row(row) if row else None
+
+
+def get_by_id(conn: Connection, user_id: int) -> User:
+    return User.from_row(conn.execute(select(users).where(users.c.id == user_id)).one())
+
+
+def require(conn: Connection, login: str) -> User:
+    user = get(conn, login)
+    if user is None:
+        raise UserError(f"unknown user {login!r}")
+    return user
+
+
+def all_users(conn: Connection) -> list[User]:
+    return [User.from_row(r) for r in conn.execute(select(users).order_by(users.c.login))]
+
+
+def add(conn: Connection, login: str, password: str, *, name: str = "", email: str = "",
+        timezone: str = "Europe/Paris", is_admin: bool = False) -> User:
+    check_login(login)
+    check_timezone(timezone)
+    if get(conn, login):
+        raise UserError(f"user {login!r} already exists")
+    conn.execute(users.insert().values(
+        login=login, name=name or login, email=email, timezone=timezone,
+        password_hash=hash_password(password), is_admin=is_admin, settings="{}",
+        calendar_props="{}", revision=0, created_at=now_utc()))
+    return require(conn, login)
+
+
+def set_fields(conn: Connection, login: str, *, password: str | None = None,
+               settings: dict | None = None, calendar_props: dict | None = None,
+               **fields) -> User:
+    """Change a user; ``settings``/``calendar_props`` are merged, None values removed."""
+    user = require(conn, login)
+    values = {k: v for k, v in fields.items() if v is not None}
+    if "timezone" in values:
+        check_timezone(values["timezone"])
+    if password is not None:
+        values["password_hash"] = hash_password(password)
+    if settings:
+        values["settings"] = _merged(user.settings, settings)
+    if calendar_props:
+        values["calendar_props"] = _merged(user.calendar_props, calendar_props)
+    if values:
+        conn.execute(update(users).where(users.c.id == user.id).values(**values))
+    return require(conn, login)
+
+
+def _merged(current: dict, changes: dict) -> str:
+    merged = {**current, **changes}
+    return json.dumps({k: v for k, v in merged.items() if v is not None}, sort_keys=True)
+
+
+def next_revision(conn: Connection, user_id: int) -> int:
+    """Take the user's next revision.
+
+    The UPDATE locks the user's row until commit, so two writers of one user commit in
+    revision order: a sync token never skips a change committed later with a lower number.
+    """
+    return conn.execute(
+        update(users).where(users.c.id == user_id)
+        .values(revision=users.c.revision + 1).returning(users.c.revision)).scalar_one()
+
+
+class LoginCache:
+    """Remembers recent successful bcrypt checks: phones authenticate on every request.
+
+    Keyed by the stored hash, so a password change invalidates at once; only a salted
+    digest of the password is kept in memory.
+    """
+
+    def __init__(self, seconds: float = LOGIN_CACHE_SECONDS) -> None:
+        self._seconds = seconds
+        self._salt = os.urandom(16)
+        self._entries: dict[tuple[str, bytes], float] = {}
+        self._lock = threading.Lock()
+
+    def check(self, user: User, password: str) -> bool:
+        key = (user.password_hash, hashlib.sha256(self._salt + password.encode()).digest())
+        now = time.monotonic()
+        with self._lock:
+            expiry = self._entries.get(key)
+        if expiry and expiry > now:
+            return True
+        try:
+            ok = bcrypt.checkpw(password.encode("utf-8"), user.password_hash.encode())
+        except ValueError:
+            ok = False
+        if ok:
+            with self._lock:
+                if len(self._entries) > 10000:
+                    self._entries.clear()
+                self._entries[key] = now + self._seconds
+        return ok
