@@ -1,0 +1,130 @@
+"""Radicale's WSGI application with the answers our one-calendar design owes its users.
+
+Radicale answers a refused request with a bare "403 Forbidden" or "400 Bad Request". Phones
+and the web UI deserve the reason: this subclass checks what only gestan-bridge knows (the
+appointment is valid for Gestan, the calendar cannot be deleted, no other collection can
+exist) before handing over to Radicale, and puts the reason both in the body and in the
+status line (the web UI shows the status text).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from http import client
+
+import radicale
+from radicale import pathutils, types
+from radicale.app.base import Access
+
+from bridge.ical import InvalidObject, parse_object
+from plugins.common import CALENDAR_NAME, store_for
+
+_REASON_HEADER = "X-Gestan-Reason"
+MAX_BODY = 4 * 1024 * 1024
+
+
+def refusal(status: int, reason: str) -> types.WSGIResponse:
+    headers = {"Content-Type": "text/plain", _REASON_HEADER: reason}
+    return status, headers, f"{status} {client.responses.get(status, '')}: {reason}\n", None
+
+
+class GestanApplication(radicale.Application):
+    def __init__(self, configuration) -> None:
+        super().__init__(configuration)
+        self.store = store_for(configuration)
+
+    def __call__(self, environ, start_response):
+        def reasoned_start_response(status, headers, exc_info=None):
+            reason = next((v for k, v in headers if k == _REASON_HEADER), None)
+            if reason:
+                headers = [(k, v) for k, v in headers if k != _REASON_HEADER]
+                code = status.split(" ", 1)[0]
+                status = f"{code} {reason.encode('ascii', 'replace').decode()}"
+            return start_response(status, headers, exc_info)
+
+        return super().__call__(environ, reasoned_start_response)
+
+    # ------------------------------------------------------------ helpers
+    @staticmethod
+    def _parts(path: str) -> list[str]:
+        return [p for p in pathutils.strip_path(path).split("/") if p]
+
+    def _allowed(self, user: str, user_groups: set, path: str, permission: str) -> bool:
+        return bool(user) and Access(self._rights, user, user_groups, path).check(permission)
+
+    # ------------------------------------------------------------ methods
+    def do_PUT(self, environ, base_prefix, path, user, user_groups, request_info):
+        parts = self._parts(path)
+        if not user or len(parts) < 1 or not self._allowed(user, user_groups, parts[0], "r"):
+            return super().do_PUT(environ, base_prefix, path, user, user_groups, request_info)
+        if len(parts) != 3 or parts[1] != CALENDAR_NAME:
+            return refusal(403, f"only appointments can be written, inside /{parts[0]}/"
+                           f"{CALENDAR_NAME}/; to load an .ics file run: gestan-bridge agenda "
+                           f"import --user {parts[0]} FILE.ics")
+        if not self._allowed(user, user_groups, path, "w"):
+            return super().do_PUT(environ, base_prefix, path, user, user_groups, request_info)
+        try:
+            body = self._read_body(environ)
+            owner = self.store.require_user(parts[0])
+            parse_object(body, owner.timezone)
+        except InvalidObject as exc:
+            return refusal(exc.status, exc.reason)
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_CONTENT_ENCODING", None)
+        return super().do_PUT(environ, base_prefix, path, user, user_groups, request_info)
+
+    @staticmethod
+    def _read_body(environ) -> bytes:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            raise InvalidObject("invalid Content-Length") from None
+        if length > MAX_BODY:
+            raise InvalidObject(f"request body larger than {MAX_BODY} bytes", 413)
+        body = environ["wsgi.input"].read(length) if length else b""
+        if len(body) < length:
+            raise InvalidObject("request body shorter than its Content-Length")
+        encoding = environ.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+        if encoding == "gzip":
+            try:
+                decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                body = decompressor.decompress(body, MAX_BODY + 1)
+            except (zlib.error, gzip.BadGzipFile) as exc:
+                raise InvalidObject(f"body is not valid gzip: {exc}") from exc
+            if len(body) > MAX_BODY:
+                raise InvalidObject(f"request body larger than {MAX_BODY} bytes", 413)
+        elif encoding not in ("", "identity"):
+            raise InvalidObject(f"unsupported Content-Encoding {encoding!r}", 415)
+        return body
+
+    def do_DELETE(self, environ, base_prefix, path, user, user_groups, request_info):
+        parts = self._parts(path)
+        if len(parts) <= 2 and self._allowed(user, user_groups, parts[0] if parts else "", "r"):
+            return refusal(403, "the Rendez-vous calendar cannot be deleted: it would delete "
+                           "every appointment in Gestan; delete appointments one by one")
+        return super().do_DELETE(environ, base_prefix, path, user, user_groups, request_info)
+
+    def do_MKCOL(self, environ, base_prefix, path, user, user_groups, request_info):
+        return self._no_new_collection(user) or super().do_MKCOL(
+            environ, base_prefix, path, user, user_groups, request_info)
+
+    def do_MKCALENDAR(self, environ, base_prefix, path, user, user_groups, request_info):
+        return self._no_new_collection(user) or super().do_MKCALENDAR(
+            environ, base_prefix, path, user, user_groups, request_info)
+
+    @staticmethod
+    def _no_new_collection(user: str):
+        if not user:
+            return None  # Radicale asks for credentials first
+        return refusal(403, f"gestan-bridge serves one calendar per user, /{user}/"
+                       f"{CALENDAR_NAME}/; other collections cannot be created")
+
+    def do_MOVE(self, environ, base_prefix, path, user, user_groups, request_info):
+        parts = self._parts(path)
+        if user and len(parts) <= 2:
+            return refusal(403, "the Rendez-vous calendar cannot be moved or renamed")
+        return super().do_MOVE(environ, base_prefix, path, user, user_groups, request_info)
+

@@ -1,0 +1,19 @@
+"""What the three plugins share: the store named by the configuration, the calendar name."""
+
+from __future__ import annotations
+
+from radicale import config
+
+from bridge.store import Store, open_store
+
+CALENDAR_NAME = "rendez-vous"
+DEFAULT_DISPLAY_NAME = "Rendez-vous"
+
+
+def store_for(configuration: config.Configuration) -> Store:
+    """The store of ``[storage] db_url`` (else ``$GESTAN_BRIDGE_DB``, else ``gestan.db``)."""
+    try:
+        url = configuration.get("storage", "db_url")
+    except KeyError:
+        url = None
+    return open_store(url or None)

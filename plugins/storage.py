@@ -1,0 +1,296 @@
+"""Radicale storage plugin: every Gestan user has exactly one calendar, ``/<login>/rendez-vous/``.
+
+The calendar exists as soon as the user does (no MKCALENDAR); it holds the user's Rendez-vous
+only. Radicale's O(collection) defaults are replaced: the collection etag and sync tokens
+come from the store's revisions, time ranges are filtered in SQL, multiget is one query, and
+listings do not load the iCalendar text until a client asks for it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import hashlib
+import json
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from email.utils import formatdate
+
+from radicale import config, pathutils, storage, types
+from radicale import item as radicale_item
+from radicale.item import filter as radicale_filter
+
+from bridge.store import StoredObject, User
+from plugins.common import CALENDAR_NAME, DEFAULT_DISPLAY_NAME, store_for
+
+# The calendar properties a user may change (PROPPATCH, web UI); the rest is fixed.
+EDITABLE_PROPS = ("D:displayname", "C:calendar-description", "ICAL:calendar-color")
+
+
+def _http_date(value: datetime | None) -> str:
+    stamp = calendar.timegm(value.timetuple()) if value else 0
+    return formatdate(stamp, usegmt=True)
+
+
+def _timestamp(value: datetime | None, default: int) -> int:
+    return calendar.timegm(value.timetuple()) if value else default
+
+
+class StoredItem(radicale_item.Item):
+    """A calendar object whose text is fetched only if a client asks for it (listings of
+    etags never read the iCalendar bodies)."""
+
+    def __init__(self, collection: RendezVousCalendar, stored: StoredObject) -> None:
+        super().__init__(
+            collection=collection, href=stored.href, text=stored.ics or "",
+            etag=stored.etag, uid=stored.uid, name="VCALENDAR", component_name="VEVENT",
+            last_modified=_http_date(stored.updated_at),
+            time_range=(_timestamp(stored.first_start, 0),
+                        _timestamp(stored.last_end, radicale_filter.TIMESTAMP_MAX)))
+        if stored.ics is None:
+            self._text = None
+        self._object_id = stored.id
+        self._store = collection.store
+
+    def serialize(self) -> str:
+        if self._text is None:
+            self._text = self._store.object_ics(self._object_id) or ""
+        return self._text
+
+    @property
+    def vobject_item(self):
+        self.serialize()
+        return super().vobject_item
+
+
+class _Collection(storage.BaseCollection):
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def get_meta(self, key: str | None = None):
+        return {} if key is None else None
+
+    def set_meta(self, props: Mapping[str, str]) -> None:
+        raise ValueError("only the Rendez-vous calendar has editable properties")
+
+    def get_all(self) -> Iterable[radicale_item.Item]:
+        return []
+
+    def get_multi(self, hrefs: Iterable[str]):
+        return [(href, None) for href in hrefs]
+
+    def has_uid(self, uid: str) -> bool:
+        return False
+
+    def upload(self, href: str, item: radicale_item.Item):
+        raise ValueError("appointments live in /<login>/rendez-vous/ only")
+
+    def delete(self, href: str | None = None) -> None:
+        raise ValueError("this collection cannot be deleted")
+
+    @property
+    def last_modified(self) -> str:
+        return _http_date(None)
+
+    @property
+    def etag(self) -> str:
+        return '"%s"' % hashlib.sha256(self._path.encode()).hexdigest()[:40]
+
+
+class Root(_Collection):
+    def __init__(self) -> None:
+        super().__init__("")
+
+
+class Principal(_Collection):
+    def __init__(self, user: User) -> None:
+        super().__init__(user.login)
+
+
+class RendezVousCalendar(storage.BaseCollection):
+    """A user's Rendez-vous, served from the store."""
+
+    def __init__(self, store, user: User) -> None:
+        self.store = store
+        self.user = user
+
+    @property
+    def path(self) -> str:
+        return f"{self.user.login}/{CALENDAR_NAME}"
+
+    def _item(self, stored: StoredObject) -> StoredItem:
+        return StoredItem(self, stored)
+
+    # ------------------------------------------------------------ meta
+    def get_meta(self, key: str | None = None):
+        props = self.user.calendar_props
+        meta = {
+            "tag": "VCALENDAR",
+            "C:supported-calendar-component-set": "VEVENT",
+            "D:displayname": props.get("D:displayname") or DEFAULT_DISPLAY_NAME,
+        }
+        meta.update({k: props[k] for k in EDITABLE_PROPS if props.get(k) and k not in meta})
+        return meta if key is None else meta.get(key)
+
+    def set_meta(self, props: Mapping[str, str]) -> None:
+        changes = {k: (props.get(k) or None) for k in EDITABLE_PROPS}
+        self.user = self.store.set_calendar_props(self.user.login, changes)
+
+    @property
+    def etag(self) -> str:
+        """From the user's revision: no pass over the items (Radicale's default hashes all)."""
+        seed = f"{self.user.revision}/{json.dumps(self.get_meta(), sort_keys=True)}"
+        return '"%s"' % hashlib.sha256(seed.encode()).hexdigest()[:40]
+
+    @property
+    def last_modified(self) -> str:
+        return _http_date(max((o.updated_at for o in self.store.calendar_listing(self.user.id)),
+                              default=None))
+
+    # ------------------------------------------------------------ reads
+    def sync(self, old_token: str = "") -> tuple[str, Iterable[str]]:
+        return self.store.changes_since(self.user.id, old_token)
+
+    def get_multi(self, hrefs: Iterable[str]):
+        hrefs = list(hrefs)
+        found = {o.href: o for o in self.store.calendar_objects(self.user.id, hrefs)}
+        return [(href, self._item(found[href]) if href in found else None) for href in hrefs]
+
+    def get_all(self) -> Iterable[radicale_item.Item]:
+        return [self._item(o) for o in self.store.calendar_listing(self.user.id)]
+
+    def get_filtered(self, filters: Iterable[ET.Element]
+                     ) -> Iterable[tuple[radicale_item.Item, bool]]:
+        """Time ranges go to SQL on the objects' stored first start / last end. A single
+        event found by a simple filter needs no second look; series are checked by Radicale
+        occurrence by occurrence."""
+        tag, start, end, simple = radicale_filter.simplify_prefilters(filters, "VCALENDAR")
+        if tag not in (None, "VEVENT"):
+            return
+        lower = datetime.utcfromtimestamp(start) if start > 0 else None
+        upper = (datetime.utcfromtimestamp(end)
+                 if end < radicale_filter.TIMESTAMP_MAX else None)
+        for stored in self.store.calendar_listing(self.user.id, with_ics=True,
+                                                  start=lower, end=upper):
+            yield self._item(stored), simple and not stored.is_series
+
+    def has_uid(self, uid: str) -> bool:
+        return self.store.has_uid(self.user.id, uid)
+
+    # ------------------------------------------------------------ writes
+    def upload(self, href: str, item: radicale_item.Item):
+        stored = self.store.put_object(self.user.login, href, item.serialize())
+        return self._item(stored), None
+
+    def delete(self, href: str | None = None) -> None:
+        if href is None:
+            raise ValueError("the Rendez-vous calendar cannot be deleted")
+        self.store.delete_object(self.user.login, href)
+
+
+class _RWLock:
+    """Many readers or one writer: Radicale checks preconditions, then writes."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+
+    @contextlib.contextmanager
+    def acquire(self, mode: str) -> Iterator[None]:
+        with self._cond:
+            if mode == "r":
+                self._cond.wait_for(lambda: not self._writer)
+                self._readers += 1
+            else:
+                self._cond.wait_for(lambda: not self._writer and self._readers == 0)
+                self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                if mode == "r":
+                    self._readers -= 1
+                else:
+                    self._writer = False
+                self._cond.notify_all()
+
+
+class Storage(storage.BaseStorage):
+    _supports_unicode = False
+
+    def __init__(self, configuration: config.Configuration) -> None:
+        super().__init__(configuration)
+        self.store = store_for(configuration)
+        self._lock = _RWLock()
+
+    def discover(self, path: str, depth: str = "0", child_context_manager=None,
+                 user_groups: set = frozenset()) -> Iterator[types.CollectionOrItem]:
+        parts = [p for p in pathutils.strip_path(path).split("/") if p]
+        if not parts:
+            yield Root()
+            if depth != "0":
+                yield from (Principal(u) for u in self.store.users())
+            return
+        user = self.store.user(parts[0])
+        if user is None:
+            return
+        if len(parts) == 1:
+            yield Principal(user)
+            if depth != "0":
+                yield RendezVousCalendar(self.store, user)
+            return
+        if parts[1] != CALENDAR_NAME:
+            return
+        collection = RendezVousCalendar(self.store, user)
+        if len(parts) == 2:
+            yield collection
+            if depth != "0":
+                yield from collection.get_all()
+        elif len(parts) == 3:
+            stored = self.store.calendar_object(user.id, parts[2])
+            if stored is not None:
+                yield collection._item(stored)
+
+    def move(self, item: radicale_item.Item, to_collection: storage.BaseCollection,
+             to_href: str) -> None:
+        if not isinstance(to_collection, RendezVousCalendar):
+            raise ValueError("appointments can only move between Rendez-vous calendars")
+        text = item.serialize()
+        source = item.collection
+        to_collection.upload(to_href, _PlainItem(text))
+        if source is not to_collection or item.href != to_href:
+            source.delete(item.href)
+
+    def create_collection(self, href: str, items=None, props=None):
+        parts = [p for p in pathutils.strip_path(href).split("/") if p]
+        user = self.store.user(parts[0]) if parts else None
+        if user is not None and not items and not props and len(parts) <= 2:
+            existing = next(iter(self.discover(href)), None)
+            if existing is not None:
+                return existing, {}, []
+        raise ValueError("gestan-bridge serves one calendar per user: /<login>/rendez-vous/")
+
+    @types.contextmanager
+    def acquire_lock(self, mode: str, user: str = "", *args, **kwargs) -> Iterator[None]:
+        with self._lock.acquire(mode):
+            yield
+
+    def verify(self) -> bool:
+        return True
+
+
+class _PlainItem:
+    """Just enough of an item for ``upload``: its text."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+
+    def serialize(self) -> str:
+        return self._text
