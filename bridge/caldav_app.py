@@ -57,7 +57,7 @@ class GestanApplication(radicale.Application):
     # ------------------------------------------------------------ methods
     def do_PUT(self, environ, base_prefix, path, user, user_groups, request_info):
         parts = self._parts(path)
-        if not user or len(parts) < 1 or not self._allowed(user, user_groups, parts[0], "r"):
+        if not user or len(parts) < 1 or not self._allowed(user, user_groups, f"/{parts[0]}/", "r"):
             return super().do_PUT(environ, base_prefix, path, user, user_groups, request_info)
         if len(parts) != 3 or parts[1] != CALENDAR_NAME:
             return refusal(403, f"only appointments can be written, inside /{parts[0]}/"
@@ -102,7 +102,7 @@ class GestanApplication(radicale.Application):
 
     def do_DELETE(self, environ, base_prefix, path, user, user_groups, request_info):
         parts = self._parts(path)
-        if len(parts) <= 2 and self._allowed(user, user_groups, parts[0] if parts else "", "r"):
+        if len(parts) <= 2 and self._allowed(user, user_groups, f"/{parts[0]}/" if parts else "/", "r"):
             return refusal(403, "the Rendez-vous calendar cannot be deleted: it would delete "
                            "every appointment in Gestan; delete appointments one by one")
         return super().do_DELETE(environ, base_prefix, path, user, user_groups, request_info)

@@ -40,7 +40,8 @@ def load_configuration(config_file: str | Path | None, db_url: str | None,
     configuration = radicale.config.load(sources)
     values = {section: dict(options) for section, options in PLUGINS.items()}
     values["storage"]["db_url"] = database_url(db_url)
-    values["server"] = {"hosts": f"{host}:{port}"}
+    if port:  # port 0 (any free port) is given to Server directly: Radicale refuses it
+        values["server"] = {"hosts": f"{host}:{port}"}
     for section, options in (overrides or {}).items():
         values.setdefault(section, {}).update(options)
     configuration.update(values, "gestan-bridge", privileged=True)
@@ -62,8 +63,9 @@ class _ThreadedServer(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGISer
 class Server:
     """A running gestan-bridge HTTP server (``start`` in a thread, or ``serve_forever``)."""
 
-    def __init__(self, configuration: radicale.config.Configuration) -> None:
-        host, port = configuration.get("server", "hosts")[0]
+    def __init__(self, configuration: radicale.config.Configuration,
+                 address: tuple[str, int] | None = None) -> None:
+        host, port = address or configuration.get("server", "hosts")[0]
         self.configuration = configuration
         self.application = GestanApplication(configuration)
         self.store = open_store(configuration.get("storage", "db_url"))

@@ -64,7 +64,7 @@ def serve(
         created = load_demo(store)
         if created:
             out.print(f"demo users created: {', '.join(created)} (password = login)")
-    server = Server(load_configuration(config, store.url, host, port))
+    server = Server(load_configuration(config, store.url, host, port), (host, port))
     out.print(f"gestan-bridge serving {store.url.split('://')[0]} agenda on {server.url} "
               f"(calendars at {server.url}<login>/rendez-vous/)")
     try:
