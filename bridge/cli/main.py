@@ -7,7 +7,6 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -247,14 +246,13 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="gestan-bridge", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         return _fail("aborted", 130)
-    except click.UsageError as exc:
-        return _fail(exc.format_message().replace("\n", " "), 2)
-    except click.ClickException as exc:
-        return _fail(exc.format_message().replace("\n", " "), exc.exit_code)
+    except typer.TyperException as exc:  # click's usage and parameter errors
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        return _fail(" ".join(message.split()), getattr(exc, "exit_code", 2))
     except (CliError, UserError, ActionNotFound) as exc:
         return _fail(str(exc))
     except InvalidObject as exc:
@@ -263,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc))
     except SQLAlchemyError as exc:
         return _fail(f"database error: {str(exc).splitlines()[0]}")
+    except Exception as exc:
+        if type(exc).__name__ == "ValidationError" and hasattr(exc, "errors"):
+            # typer validates typed options with pydantic
+            problems = "; ".join(f"{e.get('input')!r}: {e.get('msg')}" for e in exc.errors())
+            return _fail(f"invalid value {problems}", 2)
+        raise
     return 0
 
 

@@ -1,0 +1,147 @@
+"""Bad input, other users' calendars, preconditions: a clear 4xx, and the store unchanged."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import date, timedelta
+
+import pytest
+import requests
+
+from tests.conftest import snapshot
+
+DAY = date.today() + timedelta(days=5)
+
+
+def event(body: str = "", uid: str = "x1", start: str | None = None,
+          end: str | None = None) -> str:
+    start = start or f"DTSTART;TZID=Europe/Paris:{DAY:%Y%m%d}T100000"
+    end = end or f"DTEND;TZID=Europe/Paris:{DAY:%Y%m%d}T110000"
+    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\n"
+            f"UID:{uid}\r\nDTSTAMP:20260101T000000Z\r\n{start}\r\n{end}\r\nSUMMARY:s\r\n"
+            f"{body}END:VEVENT\r\nEND:VCALENDAR\r\n")
+
+
+BAD_BODIES = {
+    "garbage": (b"this is not a calendar", 400, "BEGIN:VCALENDAR"),
+    "truncated": (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:1\r\n", 400, ""),
+    "no-vevent": (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nEND:VCALENDAR\r\n", 400,
+                  "no VEVENT"),
+    "vtodo": (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VTODO\r\nUID:t\r\n"
+              b"SUMMARY:x\r\nEND:VTODO\r\nEND:VCALENDAR\r\n", 403, "VTODO"),
+    "vcard": (b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Jean\r\nEND:VCARD\r\n", 415, "vCard"),
+    "end-before-start": (event(end=f"DTEND;TZID=Europe/Paris:{DAY:%Y%m%d}T080000").encode(),
+                         400, "ends before it starts"),
+    "unknown-tzid": (event(start=f"DTSTART;TZID=Mars/Olympus:{DAY:%Y%m%d}T100000",
+                           end=f"DTEND;TZID=Mars/Olympus:{DAY:%Y%m%d}T110000").encode(),
+                     400, "unknown TZID"),
+    "interval-0": (event("RRULE:FREQ=WEEKLY;INTERVAL=0\r\n").encode(), 400, "INTERVAL"),
+    "secondly": (event("RRULE:FREQ=SECONDLY\r\n").encode(), 400, "SECONDLY"),
+    "hourly-flood": (event("RRULE:FREQ=HOURLY\r\n").encode(), 400, "more than 1000"),
+    "two-uids": (event().replace("END:VCALENDAR", event(uid="x2").split("VERSION:2.0\r\n"
+                 "PRODID:-//t//t//EN\r\n")[1].replace("END:VCALENDAR\r\n", "")
+                 + "END:VCALENDAR").encode(), 400, "one UID"),
+    "huge-summary": (event(f"DESCRIPTION:{'a' * 10}\r\n").replace(
+        "SUMMARY:s", "SUMMARY:" + "é" * 1_000_000).encode(), 413, "larger than"),
+    "long-summary": (event().replace("SUMMARY:s", "SUMMARY:" + "b" * 5000).encode(), 413,
+                     "SUMMARY longer"),
+    "invalid-utf8": (event().replace("SUMMARY:s", "SUMMARY:\udcff").encode(
+        "utf-8", "surrogateescape"), 400, "UTF-8"),
+    "no-dtstart": (event(start="X-NOTHING:1").encode(), 400, "DTSTART"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_BODIES))
+def test_bad_calendar_object_is_refused_with_a_reason(server, name):
+    body, status, reason = BAD_BODIES[name]
+    before = snapshot(server.store)
+    answer = requests.put(server.calendar_url("alice") + f"{name}.ics", data=body,
+                          auth=("alice", "alice"),
+                          headers={"Content-Type": "text/calendar; charset=utf-8"})
+    assert answer.status_code == status, answer.text
+    assert reason in answer.text
+    assert snapshot(server.store) == before
+    assert requests.get(server.calendar_url("alice"), auth=("alice", "alice")).ok
+
+
+def test_gzip_body_is_accepted_like_phones_send_it(server):
+    answer = requests.put(server.calendar_url("alice") + "gz.ics",
+                          data=gzip.compress(event().encode()), auth=("alice", "alice"),
+                          headers={"Content-Encoding": "gzip",
+                                   "Content-Type": "text/calendar"})
+    assert answer.status_code == 201
+    assert [a.event.subject for a in server.store.agenda("alice")] == ["s"]
+
+
+@pytest.mark.parametrize("method", ["PROPFIND", "REPORT", "PROPPATCH"])
+def test_malformed_xml_is_a_client_error(server, method):
+    before = snapshot(server.store)
+    answer = requests.request(method, server.calendar_url("alice"), data=b"<propfind><oops",
+                              auth=("alice", "alice"), headers={"Depth": "1"})
+    assert 400 <= answer.status_code < 500
+    assert snapshot(server.store) == before
+
+
+def _put_bob_event(server) -> str:
+    url = server.calendar_url("bob") + "bob-1.ics"
+    assert requests.put(url, data=event(uid="bob-1"), auth=("bob", "bob")).status_code == 201
+    return url
+
+
+@pytest.mark.parametrize("method", ["GET", "PROPFIND", "REPORT", "PUT", "DELETE", "PROPPATCH",
+                                    "MOVE"])
+def test_another_users_calendar_is_out_of_reach(server, method):
+    item = _put_bob_event(server)
+    before = snapshot(server.store)
+    for url in (server.calendar_url("bob"), item, f"{server.url}bob/"):
+        headers = {"Depth": "1", "Destination": server.calendar_url("alice") + "stolen.ics"}
+        data = event(uid="intruder") if method == "PUT" else None
+        answer = requests.request(method, url, auth=("alice", "alice"), data=data,
+                                  headers=headers)
+        assert answer.status_code in (403, 404), (method, url, answer.status_code)
+        assert "bob-1" not in answer.text
+    assert snapshot(server.store) == before
+
+
+def test_wrong_password_is_401(server):
+    answer = requests.request("PROPFIND", server.calendar_url("alice"),
+                              auth=("alice", "wrong"))
+    assert answer.status_code == 401
+    assert requests.get(server.calendar_url("alice")).status_code == 401
+
+
+def test_admin_reads_and_writes_every_calendar(server):
+    item = _put_bob_event(server)
+    assert requests.get(item, auth=("carol", "carol-secret")).status_code == 200
+    answer = requests.put(server.calendar_url("bob") + "by-carol.ics", data=event(uid="c1"),
+                          auth=("carol", "carol-secret"))
+    assert answer.status_code == 201
+    assert len(server.store.agenda("bob")) == 2
+
+
+def test_if_match_and_if_none_match(server):
+    url = server.calendar_url("alice") + "pre.ics"
+    auth = ("alice", "alice")
+    created = requests.put(url, data=event(uid="pre"), auth=auth,
+                           headers={"If-None-Match": "*"})
+    assert created.status_code == 201
+    assert requests.put(url, data=event(uid="pre"), auth=auth,
+                        headers={"If-None-Match": "*"}).status_code == 412
+    before = snapshot(server.store)
+    stale = requests.put(url, data=event("LOCATION:elsewhere\r\n", uid="pre"), auth=auth,
+                         headers={"If-Match": '"not-the-etag"'})
+    assert stale.status_code == 412
+    assert requests.delete(url, auth=auth, headers={"If-Match": '"nope"'}).status_code == 412
+    assert snapshot(server.store) == before
+    assert requests.delete(url, auth=auth,
+                           headers={"If-Match": created.headers["ETag"]}).status_code == 200
+
+
+def test_same_uid_under_another_href_is_a_conflict(server):
+    auth = ("alice", "alice")
+    base = server.calendar_url("alice")
+    assert requests.put(base + "a.ics", data=event(uid="same"), auth=auth).status_code == 201
+    before = snapshot(server.store)
+    answer = requests.put(base + "b.ics", data=event(uid="same"), auth=auth)
+    assert answer.status_code == 409
+    assert snapshot(server.store) == before
