@@ -102,7 +102,8 @@ class GestanApplication(radicale.Application):
 
     def do_DELETE(self, environ, base_prefix, path, user, user_groups, request_info):
         parts = self._parts(path)
-        if len(parts) <= 2 and self._allowed(user, user_groups, f"/{parts[0]}/" if parts else "/", "r"):
+        home = f"/{parts[0]}/" if parts else "/"
+        if len(parts) <= 2 and self._allowed(user, user_groups, home, "r"):
             return refusal(403, "the Rendez-vous calendar cannot be deleted: it would delete "
                            "every appointment in Gestan; delete appointments one by one")
         return super().do_DELETE(environ, base_prefix, path, user, user_groups, request_info)

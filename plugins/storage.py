@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import calendar
 import contextlib
-import hashlib
 import json
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import formatdate
 
 from radicale import config, pathutils, storage, types
 from radicale import item as radicale_item
 from radicale.item import filter as radicale_filter
 
+from bridge.ical.render import etag_of
 from bridge.store import StoredObject, User
 from plugins.common import CALENDAR_NAME, DEFAULT_DISPLAY_NAME, store_for
 
@@ -36,6 +36,10 @@ def _http_date(value: datetime | None) -> str:
 
 def _timestamp(value: datetime | None, default: int) -> int:
     return calendar.timegm(value.timetuple()) if value else default
+
+
+def _utc(timestamp: int) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)
 
 
 class StoredItem(radicale_item.Item):
@@ -100,7 +104,7 @@ class _Collection(storage.BaseCollection):
 
     @property
     def etag(self) -> str:
-        return '"%s"' % hashlib.sha256(self._path.encode()).hexdigest()[:40]
+        return etag_of(self._path)
 
 
 class Root(_Collection):
@@ -146,7 +150,7 @@ class RendezVousCalendar(storage.BaseCollection):
     def etag(self) -> str:
         """From the user's revision: no pass over the items (Radicale's default hashes all)."""
         seed = f"{self.user.revision}/{json.dumps(self.get_meta(), sort_keys=True)}"
-        return '"%s"' % hashlib.sha256(seed.encode()).hexdigest()[:40]
+        return etag_of(seed)
 
     @property
     def last_modified(self) -> str:
@@ -173,9 +177,8 @@ class RendezVousCalendar(storage.BaseCollection):
         tag, start, end, simple = radicale_filter.simplify_prefilters(filters, "VCALENDAR")
         if tag not in (None, "VEVENT"):
             return
-        lower = datetime.utcfromtimestamp(start) if start > 0 else None
-        upper = (datetime.utcfromtimestamp(end)
-                 if end < radicale_filter.TIMESTAMP_MAX else None)
+        lower = _utc(start) if start > 0 else None
+        upper = _utc(end) if end < radicale_filter.TIMESTAMP_MAX else None
         for stored in self.store.calendar_listing(self.user.id, with_ics=True,
                                                   start=lower, end=upper):
             yield self._item(stored), simple and not stored.is_series

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -66,10 +67,8 @@ def serve(
     server = Server(load_configuration(config, store.url, host, port), (host, port))
     out.print(f"gestan-bridge serving {store.url.split('://')[0]} agenda on {server.url} "
               f"(calendars at {server.url}<login>/rendez-vous/)")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 # ------------------------------------------------------------------ users

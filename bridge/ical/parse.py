@@ -75,7 +75,7 @@ def parse_object(data: str | bytes, default_tz: str) -> ParsedObject:
         raise InvalidObject("UID longer than 255 characters")
     masters = [e for e in events if "RECURRENCE-ID" not in e]
     if len(masters) != 1:
-        raise InvalidObject("expected one VEVENT without RECURRENCE-ID, found %d" % len(masters))
+        raise InvalidObject(f"expected one VEVENT without RECURRENCE-ID, found {len(masters)}")
     master_component = masters[0]
     overrides = [e for e in events if "RECURRENCE-ID" in e]
     if len(overrides) > MAX_OVERRIDES:

@@ -54,7 +54,7 @@ def render_object(uid: str, master: EventData, overrides: Iterable[EventData] = 
 
 
 def etag_of(ics: str) -> str:
-    return '"%s"' % hashlib.sha256(ics.encode("utf-8")).hexdigest()[:40]
+    return f'"{hashlib.sha256(ics.encode("utf-8")).hexdigest()[:40]}"'
 
 
 def _vevent(uid: str, event: EventData, default_tz: str, stamp: datetime,

@@ -1,0 +1,93 @@
+"""The store itself: schema from migrations, revisions, concurrent writers, series refresh."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import requests
+from sqlalchemy import inspect
+
+from bridge.ical.model import EventData
+from bridge.ical.timezones import now_utc
+from bridge.store import open_store
+from bridge.store.schema import metadata
+
+
+def test_migrations_create_exactly_the_declared_schema(store):
+    inspector = inspect(store.engine)
+    for table in metadata.sorted_tables:
+        declared = {c.name for c in table.columns}
+        assert {c["name"] for c in inspector.get_columns(table.name)} == declared
+        indexes = {i["name"] for i in inspector.get_indexes(table.name)}
+        assert {i.name for i in table.indexes} <= indexes
+
+
+def test_sqlite_runs_in_wal_with_foreign_keys(store):
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_reopening_an_existing_database_migrates_nothing_and_keeps_data(store, db_url):
+    start = now_utc() + timedelta(days=1)
+    store.add_action("alice", EventData(start, start + timedelta(hours=1), "Europe/Paris",
+                                        subject="kept"))
+    from bridge.store import Store
+
+    again = Store(db_url)
+    assert [a.event.subject for a in again.agenda("alice")] == ["kept"]
+
+
+def test_eight_phones_putting_at_once_lose_nothing(server):
+    base = server.calendar_url("alice")
+    errors: list[str] = []
+    day = (now_utc() + timedelta(days=3)).strftime("%Y%m%d")
+
+    def phone(n: int) -> None:
+        session = server.session("alice")
+        for k in range(10):
+            uid = f"p{n}-{k}"
+            body = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\n"
+                    f"UID:{uid}\r\nDTSTART:{day}T{8 + k:02d}0000Z\r\n"
+                    f"DTEND:{day}T{8 + k:02d}3000Z\r\nSUMMARY:{uid}\r\nEND:VEVENT\r\n"
+                    "END:VCALENDAR\r\n")
+            answer = session.put(f"{base}{uid}.ics", data=body)
+            if answer.status_code != 201:
+                errors.append(f"{uid}: {answer.status_code}")
+
+    threads = [threading.Thread(target=phone, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert len(server.store.agenda("alice")) == 80
+    token, hrefs = server.store.changes_since(server.store.user("alice").id, "")
+    assert len(hrefs) == 80
+    revisions = [o.revision for o in server.store.calendar_listing(
+        server.store.user("alice").id)]
+    assert len(set(revisions)) == 80, "every write took its own revision"
+    listing = requests.request("PROPFIND", base, auth=("alice", "alice"),
+                               headers={"Depth": "1"})
+    assert listing.text.count("<href>/alice/rendez-vous/p") == 80
+
+
+def test_series_occurrences_appear_as_time_passes(store):
+    text = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:w\r\n"
+            "DTSTART:20260105T090000Z\r\nDTEND:20260105T100000Z\r\nSUMMARY:weekly\r\n"
+            "RRULE:FREQ=WEEKLY\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+    store.put_object("alice", "w.ics", text)
+    before = len(store.agenda("alice"))
+    assert 52 <= before <= 54  # one year ahead, never more
+    ics_before = store.calendar_objects(store.user("alice").id, ["w.ics"])[0].ics
+    assert store.refresh_series("alice", now=now_utc() + timedelta(days=30)) == 1
+    after = store.agenda("alice")
+    assert len(after) >= before + 4
+    assert max(a.event.start for a in after) > now_utc() + timedelta(days=380)
+    ics_after = store.calendar_objects(store.user("alice").id, ["w.ics"])[0].ics
+    assert ics_after == ics_before, "new occurrences equal the master: no overrides"
+
+
+def test_stores_are_shared_per_url(db_url, store):
+    assert open_store(db_url) is store
