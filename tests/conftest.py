@@ -17,13 +17,18 @@ import requests  # noqa: E402
 
 from bridge.server import Server, load_configuration  # noqa: E402
 from bridge.store import Store, open_store  # noqa: E402
+from tests.pgserver import postgres_server, postgres_url  # noqa: E402, F401
 
 REPO = Path(__file__).resolve().parent.parent
 PASSWORDS = {"alice": "alice", "bob": "bob", "carol": "carol-secret"}
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path: Path) -> str:
+    """Every store and server test runs on the embedded SQLite file and on a real
+    PostgreSQL server started by the suite itself (tests/pgserver.py)."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
     return f"sqlite:///{tmp_path / 'gestan.db'}"
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
 import requests
 from sqlalchemy import inspect
+from sqlalchemy.exc import IntegrityError
 
 from bridge.ical.model import EventData
 from bridge.ical.timezones import now_utc
 from bridge.store import open_store
-from bridge.store.schema import metadata
+from bridge.store.schema import actions, metadata
 
 
 def test_migrations_create_exactly_the_declared_schema(store):
@@ -23,10 +25,16 @@ def test_migrations_create_exactly_the_declared_schema(store):
         assert {i.name for i in table.indexes} <= indexes
 
 
-def test_sqlite_runs_in_wal_with_foreign_keys(store):
-    with store.engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+def test_foreign_keys_enforced_and_sqlite_in_wal(store):
+    if store.engine.dialect.name == "sqlite":
+        with store.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    with pytest.raises(IntegrityError), store.writing() as conn:
+        conn.execute(actions.insert().values(
+            user_id=999999, type="appel", subject="", notes="", location="", contact="",
+            start_utc=now_utc(), end_utc=now_utc(), all_day=False, status="CONFIRMED",
+            extra_ics="", revision=1, deleted=False, created_at=now_utc(),
+            updated_at=now_utc()))
 
 
 def test_reopening_an_existing_database_migrates_nothing_and_keeps_data(store, db_url):
