@@ -154,8 +154,7 @@ class RendezVousCalendar(storage.BaseCollection):
 
     @property
     def last_modified(self) -> str:
-        return _http_date(max((o.updated_at for o in self.store.calendar_listing(self.user.id)),
-                              default=None))
+        return _http_date(self.store.calendar_last_modified(self.user.id))
 
     # ------------------------------------------------------------ reads
     def sync(self, old_token: str = "") -> tuple[str, Iterable[str]]:

@@ -81,6 +81,57 @@ def test_eight_phones_putting_at_once_lose_nothing(server):
     assert listing.text.count("<href>/alice/rendez-vous/p") == 80
 
 
+def test_a_sync_reader_never_skips_a_change_of_concurrent_writers(store):
+    """Tokens are revisions; a writer that took revision N must commit before one that took
+    N+1 is visible, or a phone syncing in between would skip N forever (RFC 6578)."""
+    alice = store.user("alice")
+    day = (now_utc() + timedelta(days=5)).strftime("%Y%m%d")
+    written: set[str] = set()
+    done = threading.Event()
+    errors: list[str] = []
+
+    def writer(n: int) -> None:
+        try:
+            for k in range(12):
+                uid = f"w{n}-{k}"
+                store.put_object("alice", f"{uid}.ics", (
+                    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\n"
+                    f"UID:{uid}\r\nDTSTART:{day}T{8 + k % 9:02d}0000Z\r\n"
+                    f"DTEND:{day}T{8 + k % 9:02d}3000Z\r\nSUMMARY:{uid}\r\nEND:VEVENT\r\n"
+                    "END:VCALENDAR\r\n"))
+                written.add(f"{uid}.ics")
+        except Exception as exc:  # reported below: a thread's exception is otherwise lost
+            errors.append(repr(exc))
+
+    seen: set[str] = set()
+    tokens: list[int] = []
+
+    def reader() -> None:
+        token, _ = store.changes_since(alice.id, "")
+        while True:
+            finished = done.is_set()
+            token, hrefs = store.changes_since(alice.id, token)
+            seen.update(hrefs)
+            tokens.append(int(token.rsplit("/", 1)[1]))
+            if finished:
+                return
+
+    writers = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join(timeout=120)
+    done.set()
+    watcher.join(timeout=60)
+    assert errors == []
+    assert len(written) == 96
+    assert tokens == sorted(tokens), "sync tokens never go back"
+    assert len(tokens) > 2, "the reader synced while writers ran"
+    assert written <= seen, f"changes skipped by chained syncs: {sorted(written - seen)[:5]}"
+
+
 def test_series_occurrences_appear_as_time_passes(store):
     text = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:w\r\n"
             "DTSTART:20260105T090000Z\r\nDTEND:20260105T100000Z\r\nSUMMARY:weekly\r\n"

@@ -111,6 +111,10 @@ class Store:
         with self.reading() as conn:
             return objects.count(conn, user_id)
 
+    def calendar_last_modified(self, user_id: int) -> datetime | None:
+        with self.reading() as conn:
+            return objects.last_modified(conn, user_id)
+
     def has_uid(self, user_id: int, uid: str) -> bool:
         with self.reading() as conn:
             return objects.has_uid(conn, user_id, uid)

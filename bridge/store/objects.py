@@ -79,6 +79,14 @@ def count(conn: Connection, user_id: int) -> int:
         calendar_objects.c.user_id == user_id, ~calendar_objects.c.deleted)).scalar_one()
 
 
+def last_modified(conn: Connection, user_id: int) -> datetime | None:
+    """When the calendar last changed: the newest row by revision, tombstones included (a
+    deletion changes the collection too); one index probe, not a scan."""
+    return conn.execute(select(calendar_objects.c.updated_at).where(
+        calendar_objects.c.user_id == user_id).order_by(calendar_objects.c.revision.desc())
+        .limit(1)).scalar_one_or_none()
+
+
 def changed_since(conn: Connection, user_id: int, revision: int) -> list[str]:
     """Hrefs created, changed or deleted after ``revision`` (the RFC 6578 delta)."""
     return list(conn.execute(select(calendar_objects.c.href).where(
