@@ -21,13 +21,16 @@ from bridge.ical import parse_object
 from bridge.ical.model import EventData, InvalidObject, ParsedObject
 from bridge.ical.timezones import now_utc
 from bridge.store import agenda, objects, users
+from bridge.store import sync as sync_tables
 from bridge.store.engine import database_url, make_engine, migrate, write_options
 from bridge.store.objects import UidConflict
 from bridge.store.records import Action, ActionType, StoredObject, User
+from bridge.store.sync import Link, RunItem, RunRecord, SyncState
 from bridge.store.users import LoginCache, UserError
 
-__all__ = ["Action", "ActionType", "EventData", "ImportReport", "InvalidObject", "Store",
-           "StoredObject", "UidConflict", "User", "UserError", "open_store"]
+__all__ = ["Action", "ActionType", "EventData", "ImportReport", "InvalidObject", "Link",
+           "RunItem", "RunRecord", "Store", "StoredObject", "SyncState", "UidConflict", "User",
+           "UserError", "open_store"]
 
 SYNC_TOKEN_PREFIX = "http://gestan-bridge.invalid/ns/sync/"
 
@@ -229,6 +232,91 @@ class Store:
                     objects.rerender(conn, user, object_id, revision)
                 extended += 1
         return extended
+
+    # -------------------------------------------------------------- sync (bridge.sync)
+    def sync_state(self, user_id: int, target: str) -> SyncState:
+        with self.reading() as conn:
+            return sync_tables.get_state(conn, user_id, target)
+
+    def save_sync_state(self, user_id: int, target: str, **fields) -> None:
+        with self.writing() as conn:
+            sync_tables.save_state(conn, user_id, target, now_utc(), **fields)
+
+    def reset_sync(self, user_id: int, target: str) -> None:
+        with self.writing() as conn:
+            sync_tables.reset_state(conn, user_id, target)
+
+    def sync_links(self, user_id: int, target: str) -> list[Link]:
+        with self.reading() as conn:
+            return sync_tables.links(conn, user_id, target)
+
+    def save_link(self, user_id: int, target: str, link: Link) -> None:
+        with self.writing() as conn:
+            sync_tables.save_link(conn, user_id, target, link, now_utc())
+
+    def forget_link(self, user_id: int, target: str, object_id: int) -> None:
+        with self.writing() as conn:
+            sync_tables.forget_link(conn, user_id, target, object_id)
+
+    def objects_by_id(self, user_id: int, ids) -> dict[int, StoredObject]:
+        with self.reading() as conn:
+            return sync_tables.objects_by_id(conn, user_id, ids)
+
+    def objects_by_uid(self, user_id: int, uids) -> dict[str, StoredObject]:
+        with self.reading() as conn:
+            return sync_tables.objects_by_uid(conn, user_id, uids)
+
+    def changed_objects(self, user_id: int, since: int, upto: int, start: datetime,
+                        end: datetime) -> list[StoredObject]:
+        with self.reading() as conn:
+            return sync_tables.changed_objects(conn, user_id, since, upto, start, end)
+
+    def pull_object(self, login: str, target: str, parsed: ParsedObject, link: Link,
+                    key_of) -> StoredObject:
+        """Write a remote version into Gestan and its link in one transaction (a crash leaves
+        both or neither). ``key_of(ics)`` gives the local content key of what was stored."""
+        user = self.require_user(login)
+        with self.writing() as conn:
+            existing = objects.listing_by_uid(conn, user.id, parsed.uid)
+            href = existing.href if existing else _href_for(parsed.uid)
+            revision = users.next_revision(conn, user.id)
+            stored = objects.put(conn, user, href, parsed, revision)
+            sync_tables.save_link(conn, user.id, target, Link(
+                stored.id, link.remote_id, link.remote_etag, key_of(stored.ics),
+                link.remote_hash), now_utc())
+            return stored
+
+    def pull_delete(self, login: str, target: str, object_id: int) -> bool:
+        """Delete an object because the remote deleted it, and forget its link."""
+        user = self.require_user(login)
+        with self.writing() as conn:
+            row = objects.objects_by_id_live(conn, user.id, object_id)
+            deleted = False
+            if row is not None:
+                revision = users.next_revision(conn, user.id)
+                deleted = objects.delete(conn, user, row.href, revision)
+            sync_tables.forget_link(conn, user.id, target, object_id)
+            return deleted
+
+    def start_run(self, user_id: int, target: str, direction: str, dry_run: bool) -> int:
+        with self.writing() as conn:
+            return sync_tables.start_run(conn, user_id, target, direction, dry_run, now_utc())
+
+    def log_run_items(self, run_id: int, items: list[RunItem]) -> None:
+        with self.writing() as conn:
+            sync_tables.add_items(conn, run_id, items)
+
+    def finish_run(self, run_id: int, status: str, message: str, counts: dict) -> None:
+        with self.writing() as conn:
+            sync_tables.finish_run(conn, run_id, status, message, counts, now_utc())
+
+    def sync_runs(self, user_id: int, limit: int = 20) -> list[RunRecord]:
+        with self.reading() as conn:
+            return sync_tables.runs(conn, user_id, limit)
+
+    def sync_run_items(self, run_id: int) -> list[RunItem]:
+        with self.reading() as conn:
+            return sync_tables.run_items(conn, run_id)
 
 
 def _href_for(uid: str) -> str:

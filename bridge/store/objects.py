@@ -319,6 +319,13 @@ def extend_series(conn: Connection, user: User, object_id: int, revision: int,
 
 
 
+def objects_by_id_live(conn: Connection, user_id: int, object_id: int) -> StoredObject | None:
+    row = conn.execute(select(*_LISTING).where(
+        calendar_objects.c.user_id == user_id, calendar_objects.c.id == object_id,
+        ~calendar_objects.c.deleted)).first()
+    return StoredObject.from_row(row) if row else None
+
+
 def listing_by_uid(conn: Connection, user_id: int, uid: str) -> StoredObject | None:
     row = conn.execute(select(*_LISTING).where(
         calendar_objects.c.user_id == user_id, calendar_objects.c.uid == uid,

@@ -113,3 +113,72 @@ actions = Table(
     Index("ix_actions_user_revision", "user_id", "revision"),
     Index("ix_actions_object", "object_id", "recurrence_id"),
 )
+
+
+# ---------------------------------------------------------------- the bridge's own tables
+# The status table of the sync (vdirsyncer's): one row per calendar object known on a
+# target, with what each side looked like when they last agreed. ``local_hash`` and
+# ``remote_hash`` are content keys of the same normalised form, so equal means "same
+# appointment"; a side whose current key differs from its link has changed since.
+sync_links = Table(
+    "sync_links",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("target", String(32), nullable=False),
+    Column("object_id", Integer, ForeignKey("calendar_objects.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("remote_id", String(1024), nullable=False),
+    Column("remote_etag", String(200)),
+    Column("local_hash", String(64), nullable=False),
+    Column("remote_hash", String(64), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("user_id", "target", "object_id", name="uq_links_object"),
+    UniqueConstraint("user_id", "target", "remote_id", name="uq_links_remote"),
+)
+
+# Per user and target: the remote's incremental state (a Google sync token, an EWS
+# SyncFolderItems state) and the journal revision up to which Gestan's changes were pushed.
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("target", String(32), primary_key=True),
+    Column("calendar_id", String(1024)),
+    Column("remote_state", Text),
+    Column("pushed_revision", BigInteger, nullable=False, default=0),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# The audit log: one row per run, one per change or conflict it made (the losing version
+# of a conflict is kept whole, as iCalendar text).
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("target", String(32), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("status", String(16), nullable=False),
+    Column("message", Text, nullable=False, default=""),
+    # JSON: the run report's counts (created/updated/deleted per side, conflicts, requests...)
+    Column("counts", Text, nullable=False, default="{}"),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Index("ix_runs_user", "user_id", "id"),
+)
+
+sync_run_items = Table(
+    "sync_run_items",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("run_id", Integer, ForeignKey("sync_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("change", String(16), nullable=False),  # create / update / delete / conflict / skip
+    Column("side", String(16), nullable=False),    # where it happened: gestan or the target
+    Column("uid", String(255), nullable=False),
+    Column("summary", Text, nullable=False, default=""),
+    Column("detail", Text, nullable=False, default=""),
+    Column("losing_ics", Text),
+    Index("ix_run_items_run", "run_id"),
+)

@@ -1,0 +1,189 @@
+"""The sync engine's tables: links (the status table), per-target state, the audit log.
+
+SQL only; the engine in ``bridge.sync`` decides what to write.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from bridge.store.objects import _LISTING
+from bridge.store.records import StoredObject
+from bridge.store.schema import calendar_objects, sync_links, sync_run_items, sync_runs, sync_state
+
+
+@dataclass(frozen=True)
+class Link:
+    object_id: int
+    remote_id: str
+    remote_etag: str | None
+    local_hash: str
+    remote_hash: str
+
+
+@dataclass(frozen=True)
+class SyncState:
+    calendar_id: str | None = None
+    remote_state: str | None = None
+    pushed_revision: int = 0
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    target: str
+    direction: str
+    dry_run: bool
+    status: str
+    message: str
+    counts: dict
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RunItem:
+    change: str
+    side: str
+    uid: str
+    summary: str
+    detail: str
+    losing_ics: str | None
+
+
+# ---------------------------------------------------------------- state
+
+def get_state(conn: Connection, user_id: int, target: str) -> SyncState:
+    row = conn.execute(select(sync_state).where(
+        sync_state.c.user_id == user_id, sync_state.c.target == target)).first()
+    if row is None:
+        return SyncState()
+    return SyncState(row.calendar_id, row.remote_state, row.pushed_revision)
+
+
+def save_state(conn: Connection, user_id: int, target: str, now: datetime, **fields) -> None:
+    """Update some of calendar_id / remote_state / pushed_revision (row created if need be)."""
+    where = (sync_state.c.user_id == user_id, sync_state.c.target == target)
+    if conn.execute(select(sync_state.c.user_id).where(*where)).first() is None:
+        values = {"calendar_id": None, "remote_state": None, "pushed_revision": 0, **fields}
+        conn.execute(insert(sync_state).values(user_id=user_id, target=target, updated_at=now,
+                                               **values))
+    else:
+        conn.execute(update(sync_state).where(*where).values(updated_at=now, **fields))
+
+
+def reset_state(conn: Connection, user_id: int, target: str) -> None:
+    """Forget a target entirely (another calendar was chosen): links and state."""
+    conn.execute(delete(sync_links).where(sync_links.c.user_id == user_id,
+                                          sync_links.c.target == target))
+    conn.execute(delete(sync_state).where(sync_state.c.user_id == user_id,
+                                          sync_state.c.target == target))
+
+
+# ---------------------------------------------------------------- links
+
+def _link(row) -> Link:
+    return Link(row.object_id, row.remote_id, row.remote_etag, row.local_hash, row.remote_hash)
+
+
+def links(conn: Connection, user_id: int, target: str) -> list[Link]:
+    return [_link(r) for r in conn.execute(select(sync_links).where(
+        sync_links.c.user_id == user_id, sync_links.c.target == target))]
+
+
+def save_link(conn: Connection, user_id: int, target: str, link: Link, now: datetime) -> None:
+    """Insert or replace the link of ``link.object_id`` (and of its remote id)."""
+    conn.execute(delete(sync_links).where(
+        sync_links.c.user_id == user_id, sync_links.c.target == target,
+        or_(sync_links.c.object_id == link.object_id,
+            sync_links.c.remote_id == link.remote_id)))
+    conn.execute(insert(sync_links).values(
+        user_id=user_id, target=target, object_id=link.object_id, remote_id=link.remote_id,
+        remote_etag=link.remote_etag, local_hash=link.local_hash,
+        remote_hash=link.remote_hash, updated_at=now))
+
+
+def forget_link(conn: Connection, user_id: int, target: str, object_id: int) -> None:
+    conn.execute(delete(sync_links).where(
+        sync_links.c.user_id == user_id, sync_links.c.target == target,
+        sync_links.c.object_id == object_id))
+
+
+# ---------------------------------------------------------------- local objects
+
+def objects_by_id(conn: Connection, user_id: int, ids) -> dict[int, StoredObject]:
+    """Objects (tombstones included, with their text) by id."""
+    ids = list(set(ids))
+    found: dict[int, StoredObject] = {}
+    for chunk in range(0, len(ids), 500):
+        rows = conn.execute(select(*_LISTING, calendar_objects.c.ics).where(
+            calendar_objects.c.user_id == user_id,
+            calendar_objects.c.id.in_(ids[chunk:chunk + 500])))
+        found.update((r.id, StoredObject.from_row(r)) for r in rows)
+    return found
+
+
+def objects_by_uid(conn: Connection, user_id: int, uids) -> dict[str, StoredObject]:
+    """Live objects by UID (with their text)."""
+    uids = list(set(uids))
+    found: dict[str, StoredObject] = {}
+    for chunk in range(0, len(uids), 500):
+        rows = conn.execute(select(*_LISTING, calendar_objects.c.ics).where(
+            calendar_objects.c.user_id == user_id, ~calendar_objects.c.deleted,
+            calendar_objects.c.uid.in_(uids[chunk:chunk + 500])))
+        found.update((r.uid, StoredObject.from_row(r)) for r in rows)
+    return found
+
+
+def changed_objects(conn: Connection, user_id: int, since: int, upto: int,
+                    start: datetime, end: datetime) -> list[StoredObject]:
+    """Objects written in (since, upto] that may have an instance in [start, end), tombstones
+    included (their last bounds are kept)."""
+    rows = conn.execute(select(*_LISTING, calendar_objects.c.ics).where(
+        calendar_objects.c.user_id == user_id,
+        calendar_objects.c.revision > since, calendar_objects.c.revision <= upto,
+        calendar_objects.c.first_start < end,
+        or_(calendar_objects.c.last_end.is_(None), calendar_objects.c.last_end > start),
+    ).order_by(calendar_objects.c.revision))
+    return [StoredObject.from_row(r) for r in rows]
+
+
+# ---------------------------------------------------------------- audit log
+
+def start_run(conn: Connection, user_id: int, target: str, direction: str, dry_run: bool,
+              now: datetime) -> int:
+    return conn.execute(insert(sync_runs).values(
+        user_id=user_id, target=target, direction=direction, dry_run=dry_run,
+        status="running", message="", counts="{}", started_at=now)).inserted_primary_key[0]
+
+
+def add_items(conn: Connection, run_id: int, items: list[RunItem]) -> None:
+    if items:
+        conn.execute(insert(sync_run_items), [
+            dict(run_id=run_id, change=i.change, side=i.side, uid=i.uid, summary=i.summary,
+                 detail=i.detail, losing_ics=i.losing_ics) for i in items])
+
+
+def finish_run(conn: Connection, run_id: int, status: str, message: str, counts: dict,
+               now: datetime) -> None:
+    conn.execute(update(sync_runs).where(sync_runs.c.id == run_id).values(
+        status=status, message=message, counts=json.dumps(counts, sort_keys=True),
+        finished_at=now))
+
+
+def runs(conn: Connection, user_id: int, limit: int = 20) -> list[RunRecord]:
+    rows = conn.execute(select(sync_runs).where(sync_runs.c.user_id == user_id)
+                        .order_by(sync_runs.c.id.desc()).limit(limit))
+    return [RunRecord(r.id, r.target, r.direction, bool(r.dry_run), r.status, r.message,
+                      json.loads(r.counts or "{}"), r.started_at, r.finished_at) for r in rows]
+
+
+def run_items(conn: Connection, run_id: int) -> list[RunItem]:
+    rows = conn.execute(select(sync_run_items).where(sync_run_items.c.run_id == run_id)
+                        .order_by(sync_run_items.c.id))
+    return [RunItem(r.change, r.side, r.uid, r.summary, r.detail, r.losing_ics) for r in rows]

@@ -1,0 +1,99 @@
+"""The one interface every remote calendar implements for the sync engine.
+
+The unit is a calendar object: a single appointment or a whole series (master, overrides,
+cancelled occurrences) as one VCALENDAR text, the same unit as Gestan's CalDAV calendar.
+A target converts to and from its own representation; the engine never sees it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Window:
+    """The instants a run looks at (naive UTC): from ``start`` to ``end``."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    remote_id: str
+    etag: str | None
+    ics: str | None              # None: the remote says it was deleted (a positive signal)
+    foreign_uid: str | None = None  # the Gestan UID we stamped on it, when it carries one
+
+
+@dataclass(frozen=True)
+class Listing:
+    objects: list[RemoteObject]
+    state: str | None            # store it once every object was applied
+    full: bool                   # a full listing of the window, not a delta
+
+
+class WriteKind(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class WriteOp:
+    kind: WriteKind
+    uid: str                     # the Gestan object's UID (foreign id stamped remotely)
+    ics: str | None = None       # create / update
+    remote_id: str | None = None  # update / delete (create: the target chooses, stably)
+    etag: str | None = None      # If-Match: the version we last saw; None: unconditional
+
+
+class WriteError(StrEnum):
+    PRECONDITION = "precondition"  # changed remotely since ``etag``: re-read, decide again
+    GONE = "gone"                  # 404/410: does not exist (any more)
+    EXISTS = "exists"              # create: the stable id is taken (an earlier run made it)
+    REJECTED = "rejected"          # the remote refuses this object (reported, skipped)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    op: WriteOp
+    remote: RemoteObject | None = None   # success: the object as now stored remotely
+    error: WriteError | None = None
+    message: str = ""
+
+
+class TargetStopped(Exception):
+    """The run cannot go on (quota exhausted, consent revoked, remote down after retries).
+
+    Everything applied before it is recorded; the next run finishes the job."""
+
+
+@dataclass
+class RequestCounter:
+    count: int = 0
+    retries: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class Target(Protocol):
+    name: str
+    requests: RequestCounter
+
+    def bind(self, cached: str | None) -> str:
+        """Find the remote calendar; ``cached`` is what an earlier run returned (an opaque
+        reference kept in the sync state), so that it is looked up once, not every run."""
+
+    def list_changes(self, state: str | None, window: Window) -> Listing:
+        """Changes since ``state`` (None or expired: a full listing of ``window``)."""
+
+    def fetch(self, remote_id: str) -> RemoteObject | None:
+        """The object now, or None when the remote confirms it does not exist."""
+
+    def write(self, ops: Sequence[WriteOp], on_result: Callable[[WriteResult], None]) -> None:
+        """Apply writes, batched as the remote allows; ``on_result`` hears each outcome as
+        soon as it is known (so it is recorded even if the run stops later)."""
