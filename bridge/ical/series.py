@@ -63,3 +63,10 @@ def bounds(series_ics: str, default_tz: str) -> tuple[datetime, datetime | None]
             return first, None
         last = max(last, event_from_component(component, default_tz).end)
     return first, last + _SLACK
+
+
+def span(parsed, default_tz: str) -> tuple[datetime, datetime | None]:
+    """First start and last end of a parsed object (a series: all its instances)."""
+    if parsed.is_series:
+        return bounds(parsed.series_ics, default_tz)
+    return parsed.master.start, parsed.master.end

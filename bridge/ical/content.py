@@ -1,0 +1,190 @@
+"""Content keys: what a calendar object *means*, comparable whoever rendered it.
+
+Gestan's rendering and a target's round trip differ in spelling (UNTIL forms, EXDATE zones,
+DURATION vs DTEND, DTSTAMP, properties a target cannot carry); the sync engine compares
+these keys, never texts. Also the series helpers the target mappings share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from icalendar import Component, vRecur
+
+from bridge.ical import series as ical_series
+from bridge.ical.model import EventData
+from bridge.ical.parse import parse_object
+from bridge.ical.timezones import (
+    iana_name,
+    rid_instant,
+    to_utc,
+    utc_to_date,
+    utc_to_local,
+    zone,
+)
+
+RULE_PROPS = ("RRULE", "EXRULE")
+UNTIL_FMT = "%Y%m%dT%H%M%SZ"
+
+# ---------------------------------------------------------------- content key
+
+def content_key(ics: str, default_tz: str) -> str:
+    """sha256 hex of what the object means for an appointment, whoever rendered it.
+
+    Kept: times (UTC instants and zone; dates for all-day), title, place, notes, status, the
+    series rules with UNTIL as one instant, RDATEs and EXDATEs as UTC keys (cancelled
+    overrides count as EXDATEs), and the overrides that differ from the occurrence the master
+    generates. Left out: UID, DTSTAMP, SEQUENCE, CONTACT and every other extra_ics line
+    (alarms, attendees, X- properties...), which Google does not carry back.
+    """
+    parsed = parse_object(ics, default_tz)
+    master = parsed.master
+    meaning: dict[str, Any] = {"event": _meaning(master, default_tz)}
+    if parsed.is_series:
+        series_tz = series_zone(master, default_tz)
+        component = ical_series.master_component(parsed.series_ics)
+        start_local = master_local_start(master, series_tz)
+        rules = []
+        for name in RULE_PROPS:
+            for rule in prop_list(component, name):
+                rules.append(name + ":" + _rule_key(
+                    canonical_rule(rule, master.all_day, series_tz, until_day_end=False)))
+        exdates = occurrence_keys(component, "EXDATE", master.all_day, series_tz,
+                                   start_local)
+        exdates |= {o.recurrence_id for o in parsed.overrides if o.status == "CANCELLED"}
+        live = {o.recurrence_id: o for o in parsed.overrides
+                if o.status != "CANCELLED" and o.recurrence_id not in exdates}
+        generated = _generated(parsed.series_ics, set(live), default_tz)
+        overrides = {}
+        for key, override in sorted(live.items()):
+            mine = _meaning(override, default_tz)
+            if key not in generated or _meaning(generated[key], default_tz) != mine:
+                overrides[key] = mine
+        meaning.update(
+            rules=sorted(rules),
+            rdates=sorted(occurrence_keys(component, "RDATE", master.all_day, series_tz,
+                                           start_local)),
+            exdates=sorted(exdates), overrides=overrides)
+    text = json.dumps(meaning, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _meaning(event: EventData, default_tz: str) -> dict[str, Any]:
+    """One event's comparable content (floating times count in ``default_tz``)."""
+    if event.all_day:
+        tz = event.tzid or default_tz
+        when: dict[str, Any] = {"start": utc_to_date(event.start, tz).isoformat(),
+                                "end": utc_to_date(event.end, tz).isoformat(), "all_day": True}
+    else:
+        tzid = iana_name(zone(event.tzid)) if event.tzid else default_tz
+        when = {"start": event.start.isoformat(), "end": event.end.isoformat(),
+                "tz": tzid or event.tzid}
+    return {**when, "summary": normal_text(event.subject), "notes": normal_text(event.notes),
+            "location": normal_text(event.location), "status": event.status}
+
+
+def normal_text(value: str) -> str:
+    """Line ends and surrounding blanks are rendering, not meaning."""
+    return value.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def _rule_key(rule: vRecur) -> str:
+    """A rule in one spelling: parts sorted, list values sorted, defaults dropped."""
+    parts = []
+    for part in rule.to_ical().decode("ascii").split(";"):
+        name, _, value = part.partition("=")
+        name = name.upper()
+        if (name, value) in (("INTERVAL", "1"), ("WKST", "MO")):
+            continue
+        parts.append(f"{name}={','.join(sorted(value.split(',')))}")
+    return ";".join(sorted(parts))
+
+
+def _generated(series_ics: str, keys: set[str], default_tz: str) -> dict[str, EventData]:
+    """What the master alone generates at the given recurrence ids."""
+    if not keys:
+        return {}
+    instants = [rid_instant(k, default_tz) for k in keys]
+    found = ical_series.expand(series_ics, min(instants) - timedelta(days=2),
+                               max(instants) + timedelta(days=2), default_tz,
+                               with_overrides=False)
+    return {e.recurrence_id: e for e in found if e.recurrence_id in keys}
+
+
+# ---------------------------------------------------------------- shared helpers
+
+def series_zone(event: EventData, default_tz: str) -> str:
+    """The zone a series repeats in (all-day: the zone its dates were read in)."""
+    return event.tzid or default_tz
+
+
+def rid_zone(event: EventData) -> str | None:
+    return None if event.all_day else event.tzid
+
+
+def master_local_start(event: EventData, series_tz: str) -> datetime:
+    """The master's local wall-clock start: a DATE EXDATE on a timed series means that time."""
+    return utc_to_local(event.start, series_tz)
+
+
+def prop_list(component: Component, name: str) -> list:
+    found = component.get(name)
+    if found is None:
+        return []
+    return found if isinstance(found, list) else [found]
+
+
+def occurrence_keys(component: Component, name: str, all_day: bool, series_tz: str,
+                     start_local: datetime) -> set[str]:
+    """RDATE/EXDATE values as recurrence-id keys, whatever zone or form they were written in."""
+    keys = set()
+    for prop in prop_list(component, name):
+        for item in prop.dts:
+            value = item.dt[0] if isinstance(item.dt, tuple) else item.dt
+            keys.add(occurrence_key(value, all_day, series_tz, start_local))
+    return keys
+
+
+def occurrence_key(value: date | datetime, all_day: bool, series_tz: str,
+                    start_local: datetime) -> str:
+    tz = zone(series_tz)
+    if all_day:
+        if isinstance(value, datetime):
+            value = value.astimezone(tz).date() if value.tzinfo else value.date()
+        return value.strftime("%Y%m%d")
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, start_local.time().replace(tzinfo=None))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=tz)
+    return to_utc(value).strftime(UNTIL_FMT)
+
+
+def canonical_rule(rule: vRecur, all_day: bool, series_tz: str, until_day_end: bool
+                    ) -> vRecur:
+    """The rule with UNTIL as RFC 5545 wants it: a DATE for all-day, else a UTC date-time.
+
+    A DATE UNTIL on a timed series is read as the start of that day where the series lives
+    (as recurring-ical-events, hence Gestan, reads it), or as its end when ``until_day_end``
+    (as Google reads it): the converted rule means the same to both sides.
+    """
+    canonical = vRecur(rule)
+    until = canonical.get("UNTIL")
+    if not until:
+        return canonical
+    value = until[0] if isinstance(until, list) else until
+    tz = zone(series_tz)
+    if all_day:
+        if isinstance(value, datetime):
+            value = value.astimezone(tz).date() if value.tzinfo else value.date()
+    else:
+        if not isinstance(value, datetime):
+            value = datetime.combine(value, time.max.replace(microsecond=0)
+                                     if until_day_end else time())
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=tz)
+        value = value.astimezone(UTC)
+    canonical["UNTIL"] = [value]
+    return canonical

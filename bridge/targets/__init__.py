@@ -1,0 +1,1 @@
+"""Remote calendars (cibles) the bridge syncs Gestan's appointments with."""

@@ -1,0 +1,403 @@
+"""Google Calendar v3 as a sync target, through google-api-python-client. The only module
+(with ``google_mapping`` and ``google_auth``) that knows Google.
+
+Costs, as the issue asks: an incremental open is one ``events.list`` with the sync token
+(plus two reads per changed series, to get its master and exceptions whole); writes go in
+batches of 50. Throttling (429, 403 rate limits) and 5xx are retried with exponential
+backoff, honouring Retry-After; 403 ``quotaExceeded`` and revoked consent stop the run.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import random
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from googleapiclient.http import BatchHttpRequest
+
+from bridge.targets.base import (
+    Listing,
+    RemoteObject,
+    RequestCounter,
+    TargetStopped,
+    Window,
+    WriteError,
+    WriteKind,
+    WriteOp,
+    WriteResult,
+)
+from bridge.targets.google_mapping import google_to_ics, ics_to_google, instance_id
+
+API_URL_ENV = "GESTAN_BRIDGE_GOOGLE_API_URL"
+PAGE_SIZE = 2500      # the documented maximum of events.list
+BATCH_SIZE = 50       # Google's advice for calendar batches
+MAX_TRIES = 6
+RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
+FOREIGN_KEY = "gestanUid"
+
+
+class CalendarNotFound(LookupError):
+    """The calendar named in the user's settings is not in the account's list."""
+
+
+def stable_id(login: str, uid: str) -> str:
+    """The event id we choose for a Gestan object (base32hex, as Google allows): a create
+    retried after a crash hits 409 instead of making a duplicate."""
+    digest = hashlib.sha256(f"{login}\n{uid}".encode()).digest()
+    return base64.b32hexencode(digest).decode("ascii").rstrip("=").lower()[:40]
+
+
+def _reason(error: HttpError) -> str:
+    try:
+        details = json.loads(error.content or b"{}")["error"]
+        return (details.get("errors") or [{}])[0].get("reason") or ""
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return ""
+
+
+def _retry_after(error: HttpError) -> float:
+    value = (error.resp or {}).get("retry-after")
+    try:
+        return float(value) if value else 0.0
+    except ValueError:
+        return 0.0
+
+
+def _retryable(error: HttpError) -> bool:
+    status = error.resp.status
+    return status == 429 or status >= 500 or (status == 403 and _reason(error) in RATE_REASONS)
+
+
+@dataclass
+class _Pending:
+    """One write in flight: its op, and for a series the exception bodies still to write."""
+
+    index: int
+    op: WriteOp
+    body: dict[str, Any] | None = None
+    exceptions: list[dict[str, Any]] = field(default_factory=list)
+    master: dict[str, Any] | None = None
+    written: list[dict[str, Any]] = field(default_factory=list)
+    tries: int = 0
+
+
+@dataclass
+class _Round:
+    """One batch in flight and what its answers asked for."""
+
+    chunk: list[_Pending]
+    again: list[_Pending] = field(default_factory=list)
+    stop: list[TargetStopped] = field(default_factory=list)
+    pause: list[HttpError | None] = field(default_factory=list)
+
+
+class GoogleTarget:
+    name = "google"
+
+    def __init__(self, credentials: Any, login: str, calendar_name: str, default_tz: str, *,
+                 api_url: str | None = None, sleep: Callable[[float], None] = time.sleep,
+                 max_tries: int = MAX_TRIES) -> None:
+        api_url = api_url or os.environ.get(API_URL_ENV) or None
+        options = {"api_endpoint": api_url} if api_url else None
+        self.service = build("calendar", "v3", credentials=credentials, static_discovery=True,
+                             client_options=options, cache_discovery=False)
+        parts = urllib.parse.urlsplit(api_url or "https://www.googleapis.com/calendar/v3/")
+        self.batch_uri = f"{parts.scheme}://{parts.netloc}/batch/calendar/v3"
+        self.login = login
+        self.calendar_name = calendar_name
+        self.default_tz = default_tz
+        self.calendar_id: str | None = None
+        self.calendar_tz = default_tz
+        self.sleep = sleep
+        self.max_tries = max_tries
+        self.requests = RequestCounter()
+
+    # ------------------------------------------------------------------ plumbing
+    def _pause(self, attempt: int, error: HttpError | None) -> None:
+        """Exponential backoff with jitter, never shorter than the server's Retry-After."""
+        backoff = min(2 ** attempt, 32) * (0.5 + random.random() / 2)
+        self.sleep(max(backoff, _retry_after(error) if error is not None else 0.0))
+        self.requests.retries += 1
+
+    def _execute(self, request: Any, kind: str) -> Any:
+        """One API call, retried while Google says "later"; other errors go to the caller."""
+        for attempt in range(self.max_tries):
+            self.requests.count += 1
+            self.requests.by_kind[kind] = self.requests.by_kind.get(kind, 0) + 1
+            try:
+                return request.execute(num_retries=0)
+            except HttpError as exc:
+                if not _retryable(exc) or attempt == self.max_tries - 1:
+                    self._stop_if_fatal(exc)
+                    raise
+                self._pause(attempt, exc)
+            except (TimeoutError, OSError) as exc:
+                if attempt == self.max_tries - 1:
+                    raise TargetStopped(f"Google could not be reached: {exc}") from exc
+                self._pause(attempt, None)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _stop_if_fatal(exc: HttpError) -> None:
+        status, reason = exc.resp.status, _reason(exc)
+        if status == 403 and reason in ("quotaExceeded", "dailyLimitExceeded"):
+            raise TargetStopped("Google's daily calendar quota is used up: the run stopped "
+                                "cleanly; run it again later to finish") from exc
+        if _retryable(exc):
+            raise TargetStopped(f"Google kept answering {status} {reason or ''}: the run "
+                                "stopped; run it again later to finish".rstrip()) from exc
+        if status == 401:
+            raise TargetStopped("Google refused the credentials (401): reconnect with "
+                                "gestan-bridge google connect") from exc
+
+    # ------------------------------------------------------------------ calendar
+    def bind(self, cached: str | None) -> str:
+        """Find the calendar by name (once: the answer is cached in the sync state)."""
+        if cached:
+            known = json.loads(cached)
+            if known.get("name") == self.calendar_name:
+                self.calendar_id, self.calendar_tz = known["id"], known["tz"]
+                return cached
+        names, token = [], None
+        while True:
+            page = self._execute(self.service.calendarList().list(
+                pageToken=token, maxResults=250), "calendarList.list")
+            for entry in page.get("items", []):
+                names.append(entry.get("summaryOverride") or entry.get("summary", ""))
+                if self.calendar_name in (entry.get("summary"), entry.get("summaryOverride"),
+                                          entry.get("id")):
+                    self.calendar_id = entry["id"]
+                    self.calendar_tz = entry.get("timeZone") or self.default_tz
+                    return json.dumps({"name": self.calendar_name, "id": self.calendar_id,
+                                       "tz": self.calendar_tz}, sort_keys=True)
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        raise CalendarNotFound(
+            f"no Google calendar named {self.calendar_name!r}; this account has: "
+            + ", ".join(repr(n) for n in names))
+
+    # ------------------------------------------------------------------ reads
+    def _events(self):
+        return self.service.events()
+
+    def _pages(self, **query) -> tuple[list[dict], str | None]:
+        items, token = [], None
+        while True:
+            page = self._execute(self._events().list(
+                calendarId=self.calendar_id, pageToken=token, maxResults=PAGE_SIZE, **query),
+                "events.list")
+            items += page.get("items", [])
+            token = page.get("nextPageToken")
+            if not token:
+                return items, page.get("nextSyncToken")
+
+    def list_changes(self, state: str | None, window: Window) -> Listing:
+        full = state is None
+        if not full:
+            try:
+                items, token = self._pages(syncToken=state)
+            except HttpError as exc:
+                if exc.resp.status != 410:
+                    raise
+                full = True  # fullSyncRequired: list the window, deleting nothing on absence
+        if full:
+            items, token = self._pages(
+                timeMin=window.start.isoformat() + "Z", timeMax=window.end.isoformat() + "Z",
+                singleEvents=False, showDeleted=True)
+        masters: dict[str, dict] = {}
+        exceptions: dict[str, list[dict]] = {}
+        for item in items:
+            series = item.get("recurringEventId")
+            if series:
+                exceptions.setdefault(series, []).append(item)
+            else:
+                masters[item["id"]] = item
+        objects = []
+        for series_id in set(exceptions) - set(masters):
+            master = self._get(series_id)
+            if master is not None:
+                masters[series_id] = master
+        for event_id, master in masters.items():
+            if master.get("eventType", "default") != "default":
+                continue  # working locations, out of office, birthdays: not appointments
+            if master.get("status") == "cancelled":
+                objects.append(RemoteObject(event_id, master.get("etag"), None))
+                continue
+            known = exceptions.get(event_id, [])
+            if master.get("recurrence") and not full:
+                known = self._exceptions_of(master)
+            objects.append(self._remote(master, known))
+        return Listing(objects, token, full)
+
+    def _get(self, event_id: str) -> dict | None:
+        try:
+            return self._execute(self._events().get(calendarId=self.calendar_id,
+                                                    eventId=event_id), "events.get")
+        except HttpError as exc:
+            if exc.resp.status in (404, 410):
+                return None
+            raise
+
+    def _exceptions_of(self, master: dict) -> list[dict]:
+        items, _ = self._pages(iCalUID=master["iCalUID"], showDeleted=True)
+        return [i for i in items if i.get("recurringEventId") == master["id"]]
+
+    def _remote(self, master: dict, exceptions: list[dict]) -> RemoteObject:
+        private = (master.get("extendedProperties") or {}).get("private") or {}
+        return RemoteObject(master["id"], master.get("etag"),
+                            google_to_ics(master, exceptions, self.calendar_tz),
+                            private.get(FOREIGN_KEY))
+
+    def fetch(self, remote_id: str) -> RemoteObject | None:
+        master = self._get(remote_id)
+        if master is None:
+            return None
+        if master.get("status") == "cancelled":
+            return RemoteObject(remote_id, master.get("etag"), None)
+        exceptions = self._exceptions_of(master) if master.get("recurrence") else []
+        return self._remote(master, exceptions)
+
+    # ------------------------------------------------------------------ writes
+    def _body(self, op: WriteOp) -> tuple[dict, list[dict]]:
+        body, exceptions = ics_to_google(op.ics, self.default_tz)
+        body["status"] = "confirmed" if body.get("status") != "tentative" else "tentative"
+        body["extendedProperties"] = {"private": {FOREIGN_KEY: op.uid}}
+        return body, exceptions
+
+    def _request(self, pending: _Pending):
+        op, events = pending.op, self._events()
+        if pending.master is not None:  # phase 2: the next exception of a series
+            exception = pending.exceptions[len(pending.written)]
+            all_day = "date" in pending.master["start"]
+            eid = instance_id(pending.master["id"], exception["originalStartTime"], all_day)
+            return events.update(calendarId=self.calendar_id, eventId=eid, body=exception)
+        if op.kind is WriteKind.DELETE:
+            request = events.delete(calendarId=self.calendar_id, eventId=op.remote_id)
+        elif op.kind is WriteKind.CREATE and op.remote_id is None:
+            pending.body = dict(pending.body, id=stable_id(self.login, op.uid))
+            request = events.insert(calendarId=self.calendar_id, body=pending.body)
+        else:
+            request = events.update(calendarId=self.calendar_id,
+                                    eventId=op.remote_id, body=pending.body)
+        if op.etag and op.kind is not WriteKind.CREATE:
+            request.headers["If-Match"] = op.etag
+        return request
+
+    def write(self, ops: Sequence[WriteOp],
+              on_result: Callable[[WriteResult], None]) -> None:
+        queue: list[_Pending] = []
+        for index, op in enumerate(ops):
+            pending = _Pending(index, op)
+            if op.kind is not WriteKind.DELETE:
+                try:
+                    pending.body, pending.exceptions = self._body(op)
+                except ValueError as exc:
+                    on_result(WriteResult(op, error=WriteError.REJECTED, message=str(exc)))
+                    continue
+            queue.append(pending)
+        attempt = 0
+        while queue:
+            chunk, queue = queue[:BATCH_SIZE], queue[BATCH_SIZE:]
+            round_ = _Round(chunk)
+            batch = BatchHttpRequest(callback=partial(self._answer, round_, on_result),
+                                     batch_uri=self.batch_uri)
+            for n, pending in enumerate(chunk):
+                batch.add(self._request(pending), request_id=str(n))
+            self.requests.count += 1
+            self.requests.by_kind["batch"] = self.requests.by_kind.get("batch", 0) + 1
+            try:
+                batch.execute()
+            except HttpError as exc:  # the batch itself was refused: all of it again
+                if not _retryable(exc) or attempt >= self.max_tries:
+                    self._stop_if_fatal(exc)
+                    raise
+                round_.again, round_.pause = list(chunk), [exc]
+            except OSError as exc:
+                if attempt >= self.max_tries:
+                    raise TargetStopped(f"Google could not be reached: {exc}") from exc
+                round_.again, round_.pause = list(chunk), []
+            if round_.stop:
+                raise round_.stop[0]
+            if round_.pause:
+                self._pause(attempt, round_.pause[0])
+                attempt += 1
+            queue = round_.again + queue
+
+    def _answer(self, round_: _Round, on_result: Callable[[WriteResult], None],
+                request_id: str, response: Any, error: Exception | None) -> None:
+        """One part of a batch answered: done, follow-up, retry later, or stop the run."""
+        pending = round_.chunk[int(request_id)]
+        if error is None:
+            follow = self._done(pending, response, on_result)
+        elif isinstance(error, HttpError) and not _retryable(error):
+            try:
+                self._stop_if_fatal(error)
+            except TargetStopped as exc:
+                round_.stop.append(exc)
+                return
+            follow = self._refused(pending, error, on_result)
+        else:  # throttled, 5xx, or a broken part: again after a pause
+            pending.tries += 1
+            if pending.tries >= self.max_tries:
+                round_.stop.append(TargetStopped(
+                    "Google kept refusing (throttling or errors): the run stopped; run it "
+                    "again later to finish"))
+                return
+            round_.pause.append(error if isinstance(error, HttpError) else None)
+            follow = pending
+        if follow is not None:
+            round_.again.append(follow)
+
+    def _done(self, pending: _Pending, response: Any,
+              on_result: Callable[[WriteResult], None]) -> _Pending | None:
+        """A part succeeded: write the series' next exception, or report the op done."""
+        op = pending.op
+        if op.kind is WriteKind.DELETE:
+            on_result(WriteResult(op))
+            return None
+        if pending.master is None:
+            pending.master = response
+        else:
+            pending.written.append(response)
+        if len(pending.written) < len(pending.exceptions):
+            return pending
+        remote = self._remote(pending.master, pending.written)
+        on_result(WriteResult(op, remote=remote))
+        return None
+
+    def _refused(self, pending: _Pending, error: HttpError,
+                 on_result: Callable[[WriteResult], None]) -> _Pending | None:
+        op, status = pending.op, error.resp.status
+        if pending.master is not None:  # an exception of a series we just wrote
+            on_result(WriteResult(op, error=WriteError.REJECTED,
+                                  message=f"occurrence refused by Google: {status}"))
+            return None
+        if status == 409 and op.kind is WriteKind.CREATE:
+            event_id = pending.body["id"]
+            current = self._get(event_id)
+            if current is not None and current.get("status") == "cancelled":
+                # Our id, deleted in Google: Gestan wins at close, the event comes back.
+                revived = WriteOp(WriteKind.UPDATE, op.uid, op.ics, event_id, None)
+                return _Pending(pending.index, revived, pending.body, pending.exceptions)
+            remote = self.fetch(event_id) if current is not None else None
+            on_result(WriteResult(op, remote=remote, error=WriteError.EXISTS))
+            return None
+        if status == 412:
+            on_result(WriteResult(op, error=WriteError.PRECONDITION))
+        elif status in (404, 410):
+            on_result(WriteResult(op, error=WriteError.GONE))
+        else:
+            on_result(WriteResult(op, error=WriteError.REJECTED,
+                                  message=f"Google refused it: {status} {_reason(error)}"))
+        return None
