@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from bridge.cli.google_cmd import google_app
+from bridge.cli.sync_cmd import sync_app
 from bridge.ical.model import EventData, InvalidObject
 from bridge.ical.timezones import date_to_utc, local_to_utc, now_utc, utc_to_local, zone
 from bridge.store import ActionType, Store, UserError, open_store
@@ -25,6 +27,8 @@ users_app = typer.Typer(no_args_is_help=True, help="Gestan users (CalDAV logins)
 agenda_app = typer.Typer(no_args_is_help=True, help="A user's Gestan agenda.")
 app.add_typer(users_app, name="users")
 app.add_typer(agenda_app, name="agenda")
+app.add_typer(google_app, name="google")
+app.add_typer(sync_app, name="sync")
 
 out = Console(highlight=False, soft_wrap=True)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from google.auth.exceptions import RefreshError
 from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
@@ -36,6 +37,7 @@ from bridge.targets.base import (
     WriteOp,
     WriteResult,
 )
+from bridge.targets.google_auth import reconnect_error
 from bridge.targets.google_mapping import google_to_ics, ics_to_google, instance_id
 
 API_URL_ENV = "GESTAN_BRIDGE_GOOGLE_API_URL"
@@ -136,6 +138,8 @@ class GoogleTarget:
             self.requests.by_kind[kind] = self.requests.by_kind.get(kind, 0) + 1
             try:
                 return request.execute(num_retries=0)
+            except RefreshError as exc:
+                raise self._refused_consent(exc) from None
             except HttpError as exc:
                 if not _retryable(exc) or attempt == self.max_tries - 1:
                     self._stop_if_fatal(exc)
@@ -146,6 +150,11 @@ class GoogleTarget:
                     raise TargetStopped(f"Google could not be reached: {exc}") from exc
                 self._pause(attempt, None)
         raise AssertionError("unreachable")
+
+    def _refused_consent(self, exc: RefreshError) -> Exception:
+        """Consent revoked mid-run: one clear error saying how to reconnect."""
+        return reconnect_error(self.login, exc) or TargetStopped(
+            f"Google could not refresh the access token: {exc.args[0] if exc.args else exc}")
 
     @staticmethod
     def _stop_if_fatal(exc: HttpError) -> None:
@@ -318,6 +327,8 @@ class GoogleTarget:
             self.requests.by_kind["batch"] = self.requests.by_kind.get("batch", 0) + 1
             try:
                 batch.execute()
+            except RefreshError as exc:
+                raise self._refused_consent(exc) from None
             except HttpError as exc:  # the batch itself was refused: all of it again
                 if not _retryable(exc) or attempt >= self.max_tries:
                     self._stop_if_fatal(exc)

@@ -1,0 +1,121 @@
+"""``gestan-bridge google connect|status|disconnect``: a user's Google account connection.
+
+Registered by ``bridge.cli.main`` (``app.add_typer(google_app, name="google")``). main.py
+imports this module, so this module must not import main.py at load time: the ``--db`` and
+``--user`` options are declared alike here, and ``CliError`` is looked up when raised.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from google.auth.exceptions import GoogleAuthError
+
+from bridge.store import Store, open_store
+from bridge.targets import google_auth
+from bridge.targets.google_auth import ConnectError, ReconnectNeeded
+
+google_app = typer.Typer(no_args_is_help=True, help=(
+    "A user's Google account: connect (OAuth consent), status, disconnect. Tokens are kept "
+    "in $GESTAN_BRIDGE_TOKEN_DIR (default ~/.local/share/gestan-bridge/tokens/), mode 0600."))
+
+DbOption = Annotated[str | None, typer.Option(
+    "--db", envvar="GESTAN_BRIDGE_DB", help="Database URL (default sqlite:///gestan.db).")]
+UserOption = Annotated[str, typer.Option("--user", "-u", help="The user's login.")]
+
+
+def _fail(message: str) -> NoReturn:
+    from bridge.cli.main import CliError  # main.py imports this module: look it up late
+
+    raise CliError(message)
+
+
+def _require_user(db: str | None, login: str) -> Store:
+    store = open_store(db)
+    if store.user(login) is None:
+        _fail(f"no user {login!r}: add it first with gestan-bridge users add {login}")
+    return store
+
+
+@google_app.command("connect")
+def connect(
+    user: UserOption,
+    client_secrets: Annotated[Path | None, typer.Option(
+        "--client-secrets", dir_okay=False,
+        help="OAuth client secrets JSON of a Desktop app client (Google Cloud console).")] = None,
+    authorized_user_file: Annotated[Path | None, typer.Option(
+        "--authorized-user-file", dir_okay=False,
+        help="Import an existing authorized-user JSON instead (no browser).")] = None,
+    no_browser: Annotated[bool, typer.Option(
+        "--no-browser", help="Print the consent address instead of opening a browser.")] = False,
+    port: Annotated[int, typer.Option(
+        min=0, max=65535, help="Loopback port for Google's redirect (0: any free port).")] = 0,
+    timeout: Annotated[float, typer.Option(
+        min=1, help="Seconds to wait for the consent in the browser.")] = 300,
+    db: DbOption = None,
+) -> None:
+    """Connect the user's Google account (replaces a previous connection)."""
+    if (client_secrets is None) == (authorized_user_file is None):
+        _fail("give either --client-secrets FILE (consent in a browser) or "
+              "--authorized-user-file FILE (import)")
+    store = _require_user(db, user)
+    try:
+        if authorized_user_file is not None:
+            credentials = google_auth.import_authorized_user(user, authorized_user_file)
+        else:
+            assert client_secrets is not None
+            credentials = google_auth.connect_installed_app(
+                user, client_secrets, browser=None if no_browser else google_auth.open_in_browser,
+                prompt=typer.echo, port=port, timeout=timeout)
+    except ConnectError as exc:
+        _fail(str(exc))
+    if credentials.account:
+        store.set_user(user, settings={"google_account": credentials.account})
+    who = credentials.account or "(address unknown)"
+    typer.echo(f"{user}: Google account {who} connected; token stored in "
+               f"{google_auth.token_path(user)} (mode 0600)")
+
+
+@google_app.command("status")
+def status(
+    user: UserOption,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Also ask Google whether the stored consent still works.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Say whether the user's Google account is connected (never shows the token)."""
+    store = _require_user(db, user)
+    found = google_auth.connection(user)
+    if found is None:
+        typer.echo(f"{user}: not connected to Google (run gestan-bridge google connect "
+                   f"--user {user} --client-secrets FILE)")
+        return
+    if not found.can_refresh:
+        _fail(f"{user}'s stored Google token {found.path} is unusable: reconnect with "
+              f"gestan-bridge google connect --user {user} --client-secrets FILE")
+    account = found.account or store.require_user(user).settings.get("google_account") or ""
+    typer.echo(f"{user}: connected to Google as {account or '(address unknown)'}; token in "
+               f"{found.path}")
+    if check:
+        try:
+            google_auth.load_credentials(user)
+        except ReconnectNeeded as exc:
+            _fail(str(exc))
+        except GoogleAuthError as exc:  # network trouble or a 5xx: not the consent's fault
+            _fail(f"cannot ask Google now ({type(exc).__name__}); try again later")
+        typer.echo(f"{user}: Google accepts the stored consent")
+
+
+@google_app.command("disconnect")
+def disconnect(user: UserOption, db: DbOption = None) -> None:
+    """Forget the user's Google token (the grant itself is removed at
+    https://myaccount.google.com/permissions)."""
+    store = _require_user(db, user)
+    removed = google_auth.disconnect(user)
+    store.set_user(user, settings={"google_account": None})
+    if removed:
+        typer.echo(f"{user}: Google token removed ({google_auth.token_path(user)})")
+    else:
+        typer.echo(f"{user}: no Google account was connected")

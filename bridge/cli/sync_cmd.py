@@ -1,0 +1,105 @@
+"""``gestan-bridge sync open|close|log``: Gestan's open and close hooks, and the audit log."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from bridge.store import open_store
+from bridge.sync.engine import MassDelete, SyncBusy, SyncOptions
+from bridge.sync.runner import SyncSetupError, run_sync
+
+sync_app = typer.Typer(no_args_is_help=True,
+                       help="Sync a user's Rendez-vous with Google (open pulls, close pushes).")
+out = Console(highlight=False, soft_wrap=True)
+
+DbOption = Annotated[str | None, typer.Option(
+    "--db", envvar="GESTAN_BRIDGE_DB", help="Database URL (default sqlite:///gestan.db).")]
+UserOption = Annotated[str, typer.Option("--user", "-u", help="The user's login.")]
+TargetOption = Annotated[str, typer.Option("--target", "-t", help="google")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing.")]
+MassOption = Annotated[bool, typer.Option(
+    "--allow-mass-delete", help="Apply a run that deletes more than half the appointments.")]
+DaysBack = Annotated[int, typer.Option(
+    "--days-back", min=0, max=3650, help="Also sync appointments ended up to N days ago.")]
+
+
+def _run(direction: str, user: str, target: str, db: str | None, dry_run: bool,
+         allow_mass_delete: bool, days_back: int) -> None:
+    from bridge.cli.main import CliError
+
+    store = open_store(db)
+    options = SyncOptions(dry_run=dry_run, allow_mass_delete=allow_mass_delete,
+                          days_back=days_back)
+    try:
+        if sys.stderr.isatty():
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), transient=True) as bar:
+                task = bar.add_task(direction, total=None)
+                report = run_sync(store, user, direction, target, options,
+                                  lambda phase, done, total: bar.update(
+                                      task, completed=done, total=total))
+        else:
+            report = run_sync(store, user, direction, target, options)
+    except (SyncSetupError, SyncBusy, MassDelete) as exc:
+        raise CliError(str(exc)) from exc
+    for line in report.lines():
+        out.print(line, markup=False)
+    if report.status != "ok":
+        raise typer.Exit(1)
+
+
+@sync_app.command("open")
+def sync_open(user: UserOption, target: TargetOption = "google", db: DbOption = None,
+              dry_run: DryRun = False, allow_mass_delete: MassOption = False,
+              days_back: DaysBack = 0) -> None:
+    """Gestan opens the agenda: pull the target's changes (the target wins)."""
+    _run("open", user, target, db, dry_run, allow_mass_delete, days_back)
+
+
+@sync_app.command("close")
+def sync_close(user: UserOption, target: TargetOption = "google", db: DbOption = None,
+               dry_run: DryRun = False, allow_mass_delete: MassOption = False,
+               days_back: DaysBack = 0) -> None:
+    """Gestan closes the agenda: push Gestan's changes (Gestan wins)."""
+    _run("close", user, target, db, dry_run, allow_mass_delete, days_back)
+
+
+@sync_app.command("log")
+def sync_log(user: UserOption, db: DbOption = None,
+             limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+             details: Annotated[bool, typer.Option(
+                 "--details", help="Every change, and the losing version of conflicts.")] = False,
+             ) -> None:
+    """Past runs, newest first: counts, conflicts (with the losing version)."""
+    store = open_store(db)
+    account = store.require_user(user)
+    runs = store.sync_runs(account.id, limit)
+    if not runs:
+        out.print(f"no sync run recorded for {user}")
+    for run in runs:
+        c = run.counts
+        gestan, remote = c.get("gestan", {}), c.get(run.target, {})
+        out.print(
+            f"#{run.id} {run.started_at:%Y-%m-%d %H:%M:%S} {run.direction:5} {run.target} "
+            f"{run.status}{' (dry run)' if run.dry_run else ''}: gestan "
+            f"+{gestan.get('created', 0)} ~{gestan.get('updated', 0)} "
+            f"-{gestan.get('deleted', 0)}, {run.target} +{remote.get('created', 0)} "
+            f"~{remote.get('updated', 0)} -{remote.get('deleted', 0)}, "
+            f"conflicts {c.get('conflicts', 0)}, requests {c.get('requests', 0)}"
+            + (f" — {run.message}" if run.message else ""), markup=False)
+        for item in store.sync_run_items(run.id):
+            if item.change == "conflict" or details:
+                out.print(f"    {item.change} {item.side} {item.uid} {item.summary!r} "
+                          f"{item.detail}", markup=False)
+                if item.losing_ics and (details or item.change == "conflict"):
+                    out.print("      losing version:", markup=False)
+                    for line in item.losing_ics.splitlines():
+                        if line.split(":", 1)[0].split(";")[0] in (
+                                "SUMMARY", "DTSTART", "DTEND", "LOCATION", "DESCRIPTION",
+                                "RRULE", "EXDATE"):
+                            out.print(f"        {line}", markup=False)
