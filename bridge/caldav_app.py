@@ -18,6 +18,8 @@ import radicale
 from radicale import pathutils, types
 from radicale.app.base import Access
 
+from bridge.http_sync import PREFIX as SYNC_PREFIX
+from bridge.http_sync import SyncTrigger
 from bridge.ical import InvalidObject, parse_object
 from plugins.common import CALENDAR_NAME, store_for
 
@@ -34,8 +36,12 @@ class GestanApplication(radicale.Application):
     def __init__(self, configuration) -> None:
         super().__init__(configuration)
         self.store = store_for(configuration)
+        self.sync_trigger = SyncTrigger(self.store)
 
     def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "").startswith(SYNC_PREFIX):
+            return self.sync_trigger(environ, start_response)
+
         def reasoned_start_response(status, headers, exc_info=None):
             reason = next((v for k, v in headers if k == _REASON_HEADER), None)
             if reason:
