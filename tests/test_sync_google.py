@@ -13,6 +13,7 @@ import pytest
 from bridge.ical.model import EventData
 from bridge.ical.timezones import now_utc
 from bridge.store import ActionType, open_store
+from bridge.store import agenda as agenda_rows
 from bridge.sync.engine import SyncOptions, SyncRun
 from bridge.targets.google import GoogleTarget, stable_id
 from tests.fakes.google_calendar import FakeGoogleCalendar
@@ -294,3 +295,41 @@ def test_crash_at_each_request_then_rerun_converges(store, fake, cal):
             break
         assert any(r.status == "stopped" for r in first)
         k += 1
+
+
+def test_new_occurrences_appear_as_time_passes_without_asking_google(store, fake, cal):
+    body = google_event(1, "Sans fin", hour=8, recurrence=["RRULE:FREQ=WEEKLY"])
+    fake.insert_event(cal, body)
+    run(store, fake, "open")
+    before = len(store.agenda("alice"))
+    assert 50 <= before <= 54, "one year ahead, never more"
+    later = now_utc() + timedelta(days=60)
+    fake.reset_log()
+    target = GoogleTarget(fake.credentials(), "alice", CALENDAR, "Europe/Paris",
+                          api_url=fake.api_url, sleep=lambda s: None)
+    report = SyncRun(store, "alice", target, now=later).pull()
+    assert report.status == "ok"
+    assert fake.request_count == 1, "only the incremental listing"
+    with store.reading() as conn:
+        actions = agenda_rows.listing(conn, store.user("alice"), None, None, None)
+    assert len(actions) >= before + 8
+    assert max(a.event.start for a in actions) > now_utc() + timedelta(days=400)
+
+
+def test_pulled_update_keeps_what_google_cannot_carry(store, fake, cal):
+    start = at(3, 9).strftime("%Y%m%dT%H%M%S")
+    store.put_object("alice", "tel.ics", (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:phone\r\nBEGIN:VEVENT\r\nUID:tel-1\r\n"
+        f"DTSTART;TZID=Europe/Paris:{start}\r\nDURATION:PT1H\r\nSUMMARY:Chez le client\r\n"
+        "CONTACT:M. Petit\\, 06 12 34 56 78\r\nX-PHONE-COLOR:red\r\n"
+        "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\nDESCRIPTION:Rappel\r\n"
+        "END:VALARM\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"))
+    run(store, fake, "close")
+    [event] = live(fake, cal)
+    fake.patch_event(cal, event["id"], {"summary": "Chez le client (2e étage)"})
+    assert run(store, fake, "open").gestan.updated == 1
+    ics = store.calendar_listing(store.user("alice").id, with_ics=True)[0].ics
+    assert "SUMMARY:Chez le client (2e étage)" in ics
+    assert "CONTACT:M. Petit\\, 06 12 34 56 78" in ics
+    assert "TRIGGER:-PT15M" in ics and "X-PHONE-COLOR:red" in ics
+    assert run(store, fake, "close").remote.updated == 0, "nothing to push back"

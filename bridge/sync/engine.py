@@ -11,11 +11,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from bridge.ical import parse_object
 from bridge.ical.content import content_key
+from bridge.ical.merge import keep_local_extras
 from bridge.ical.model import InvalidObject, ParsedObject
 from bridge.ical.series import span
 from bridge.ical.timezones import now_utc
@@ -77,13 +78,14 @@ def _summary(ics: str | None) -> str:
 
 class SyncRun:
     def __init__(self, store: Store, login: str, target: Target,
-                 options: SyncOptions | None = None, progress: Progress | None = None) -> None:
+                 options: SyncOptions | None = None, progress: Progress | None = None,
+                 now: datetime | None = None) -> None:
         self.store = store
         self.user: User = store.require_user(login)
         self.target = target
         self.options = options or SyncOptions()
         self.progress = progress
-        now = now_utc()
+        self.now = now = now or now_utc()
         self.window = Window(now - timedelta(days=self.options.days_back), now + HORIZON)
         self._items: list[RunItem] = []
 
@@ -162,7 +164,7 @@ class SyncRun:
     def _pull(self, report: RunReport) -> None:
         login, target = self.user.login, self.target.name
         if not self.options.dry_run:
-            self.store.refresh_series(login)
+            self.store.refresh_series(login, now=self.now)
         state = self._bind()
         listing = self.target.list_changes(state.remote_state, self.window)
         links = {link.remote_id: link for link in self.store.sync_links(self.user.id, target)}
@@ -226,6 +228,9 @@ class SyncRun:
         login, target = self.user.login, self.target.name
         remote_key = self._key(remote.ics)
         if action in (Action.CREATE, Action.UPDATE):
+            if local is not None and local.ics:  # keep the alarms, CONTACT... Gestan had
+                parsed = parse_object(keep_local_extras(remote.ics, local.ics),
+                                      self.user.timezone)
             self.store.pull_object(login, target, parsed, Link(
                 0, remote.remote_id, remote.etag, "", remote_key),
                 key_of=self._key)
