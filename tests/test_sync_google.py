@@ -333,3 +333,22 @@ def test_pulled_update_keeps_what_google_cannot_carry(store, fake, cal):
     assert "CONTACT:M. Petit\\, 06 12 34 56 78" in ics
     assert "TRIGGER:-PT15M" in ics and "X-PHONE-COLOR:red" in ics
     assert run(store, fake, "close").remote.updated == 0, "nothing to push back"
+
+
+def test_deleting_a_moved_occurrence_in_gestan_cancels_it_in_google(store, fake, cal):
+    master = fake.insert_event(cal, google_event(1, "Cours", hour=8,
+                                                 recurrence=["RRULE:FREQ=WEEKLY;COUNT=5"]))
+    service = fake.build_service()
+    instances = service.events().instances(calendarId=cal, eventId=master["id"]).execute()
+    moved = dict(instances["items"][1], summary="Cours (salle B)")
+    service.events().update(calendarId=cal, eventId=moved["id"], body=moved).execute()
+    run(store, fake, "open")
+    assert sorted(subjects(store)) == ["Cours"] * 4 + ["Cours (salle B)"]
+    target = next(a for a in store.agenda("alice") if a.event.subject == "Cours (salle B)")
+    store.delete_action("alice", target.id)
+    report = run(store, fake, "close")
+    assert report.status == "ok" and report.remote.updated == 1
+    after = service.events().instances(calendarId=cal, eventId=master["id"]).execute()
+    assert [i["summary"] for i in after["items"]] == ["Cours"] * 4
+    assert run(store, fake, "open").gestan.updated == 0
+    assert subjects(store) == ["Cours"] * 4

@@ -18,6 +18,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -26,6 +27,9 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
+from bridge.ical import parse_object
+from bridge.ical.series import expand
+from bridge.ical.timezones import rid_instant
 from bridge.targets.base import (
     Listing,
     RemoteObject,
@@ -38,7 +42,13 @@ from bridge.targets.base import (
     WriteResult,
 )
 from bridge.targets.google_auth import reconnect_error
-from bridge.targets.google_mapping import google_to_ics, ics_to_google, instance_id
+from bridge.targets.google_mapping import (
+    event_fields,
+    google_to_ics,
+    ics_to_google,
+    instance_id,
+    recurrence_key,
+)
 
 API_URL_ENV = "GESTAN_BRIDGE_GOOGLE_API_URL"
 PAGE_SIZE = 2500      # the documented maximum of events.list
@@ -379,6 +389,8 @@ class GoogleTarget:
             return None
         if pending.master is None:
             pending.master = response
+            if op.kind is WriteKind.UPDATE and response.get("recurrence"):
+                pending.exceptions += self._stale_exceptions(op, response, pending.exceptions)
         else:
             pending.written.append(response)
         if len(pending.written) < len(pending.exceptions):
@@ -386,6 +398,33 @@ class GoogleTarget:
         remote = self._remote(pending.master, pending.written)
         on_result(WriteResult(op, remote=remote))
         return None
+
+    def _stale_exceptions(self, op: WriteOp, master: dict, wanted: list[dict]) -> list[dict]:
+        """Bodies undoing the Google exceptions Gestan no longer has: an occurrence deleted in
+        Gestan is cancelled, one put back is reset to what the series generates (an EXDATE
+        on the master alone leaves an exception visible)."""
+        all_day = "date" in master["start"]
+        keep = {instance_id(master["id"], b["originalStartTime"], all_day) for b in wanted}
+        stale = [e for e in self._exceptions_of(master) if e.get("status") != "cancelled"
+                 and instance_id(master["id"], e["originalStartTime"], all_day) not in keep]
+        if not stale:
+            return []
+        series_ics = parse_object(op.ics, self.default_tz).series_ics
+        series_tz = master["start"].get("timeZone") or self.calendar_tz
+        bodies = []
+        for exception in stale:
+            key = recurrence_key(exception["originalStartTime"], series_tz)
+            instant = rid_instant(key, series_tz)
+            generated = {o.recurrence_id: o for o in expand(
+                series_ics, instant - timedelta(days=1), instant + timedelta(days=1),
+                self.default_tz, with_overrides=False)}
+            body = {"originalStartTime": exception["originalStartTime"]}
+            if key in generated:
+                body.update(event_fields(generated[key], self.default_tz))
+            else:
+                body.update(start=exception["start"], end=exception["end"], status="cancelled")
+            bodies.append(body)
+        return bodies
 
     def _refused(self, pending: _Pending, error: HttpError,
                  on_result: Callable[[WriteResult], None]) -> _Pending | None:

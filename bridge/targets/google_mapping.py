@@ -211,7 +211,7 @@ def ics_to_google(ics: str, default_tz: str = "Europe/Paris"
     """
     parsed = parse_object(ics, default_tz)
     event = parsed.master
-    body: dict[str, Any] = {"iCalUID": parsed.uid, **_google_fields(event, default_tz)}
+    body: dict[str, Any] = {"iCalUID": parsed.uid, **event_fields(event, default_tz)}
     body["recurrence"] = []
     if not parsed.is_series:
         return body, []
@@ -237,11 +237,11 @@ def ics_to_google(ics: str, default_tz: str = "Europe/Paris"
         exceptions.append({
             "originalStartTime": _original_start_body(override.recurrence_id, event,
                                                       series_tz),
-            **_google_fields(override, default_tz)})
+            **event_fields(override, default_tz)})
     return body, exceptions
 
 
-def _google_fields(event: EventData, default_tz: str) -> dict[str, Any]:
+def event_fields(event: EventData, default_tz: str) -> dict[str, Any]:
     """start/end/texts/status of one event as Google wants them (start and end in one zone)."""
     if event.all_day:
         tz = event.tzid or default_tz
