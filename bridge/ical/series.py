@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import recurring_ical_events
 from icalendar import Calendar
 
+from bridge.ical import fast_series
 from bridge.ical.model import EventData
 from bridge.ical.parse import event_from_component
 
@@ -36,9 +37,20 @@ def expand(series_ics: str, start: datetime, end: datetime, default_tz: str,
     """Occurrences overlapping [start, end) (naive UTC), overrides applied, EXDATEs removed.
 
     ``with_overrides=False`` gives what the master alone generates: an occurrence that
-    differs from it must be written back as an override.
+    differs from it must be written back as an override. Plain series (one RRULE, dates of
+    the master's own kind) take the fast path of :mod:`bridge.ical.fast_series`;
+    anything else is left to recurring-ical-events.
     """
     calendar = calendar_of(series_ics, with_overrides)
+    fast = fast_series.expand(calendar, start, end, default_tz)
+    if fast is not None:
+        return fast
+    return expand_general(calendar, start, end, default_tz)
+
+
+def expand_general(calendar: Calendar, start: datetime, end: datetime, default_tz: str
+                   ) -> list[EventData]:
+    """recurring-ical-events' expansion: any series RFC 5545 allows."""
     query = recurring_ical_events.of(calendar)
     window = (start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
     return [event_from_component(component, default_tz)
