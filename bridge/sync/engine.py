@@ -88,10 +88,17 @@ class SyncRun:
         self.now = now = now or now_utc()
         self.window = Window(now - timedelta(days=self.options.days_back), now + HORIZON)
         self._items: list[RunItem] = []
+        self._keys: dict[str, str] = {}
 
     # ------------------------------------------------------------------ helpers
     def _key(self, ics: str | None) -> str | None:
-        return content_key(ics, self.user.timezone) if ics else None
+        """The content key of a text (memoised for the run: each side is read once)."""
+        if not ics:
+            return None
+        key = self._keys.get(ics)
+        if key is None:
+            key = self._keys[ics] = content_key(ics, self.user.timezone)
+        return key
 
     def _in_window(self, parsed: ParsedObject) -> bool:
         first, last = span(parsed, self.user.timezone)

@@ -133,6 +133,7 @@ class GoogleTarget:
         self.sleep = sleep
         self.max_tries = max_tries
         self.requests = RequestCounter()
+        self._events_resource = None
 
     # ------------------------------------------------------------------ plumbing
     def _pause(self, attempt: int, error: HttpError | None) -> None:
@@ -208,7 +209,11 @@ class GoogleTarget:
 
     # ------------------------------------------------------------------ reads
     def _events(self):
-        return self.service.events()
+        """The events resource (built once: the client builds it from the discovery document
+        on every ``service.events()`` call)."""
+        if self._events_resource is None:
+            self._events_resource = self.service.events()
+        return self._events_resource
 
     def _pages(self, **query) -> tuple[list[dict], str | None]:
         items, token = [], None
