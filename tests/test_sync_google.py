@@ -6,7 +6,7 @@ counts come from the fake's log, not from our code.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -352,3 +352,44 @@ def test_deleting_a_moved_occurrence_in_gestan_cancels_it_in_google(store, fake,
     assert [i["summary"] for i in after["items"]] == ["Cours"] * 4
     assert run(store, fake, "open").gestan.updated == 0
     assert subjects(store) == ["Cours"] * 4
+
+
+def test_google_change_during_the_push_is_reread_not_overwritten_blindly(store, fake, cal):
+    action = add(store, "Version 1", 3)
+    run(store, fake, "close")
+    [event] = live(fake, cal)
+    href = store.calendar_listing(store.user("alice").id)[0].href
+    ics = store.calendar_listing(store.user("alice").id, with_ics=True)[0].ics
+    store.put_object("alice", href, ics.replace("SUMMARY:Version 1", "SUMMARY:Version Gestan"))
+    fake.patch_event(cal, event["id"], {"location": "Changé dans Google"})
+    fake.reset_log()
+    report = run(store, fake, "close")
+    assert report.status == "ok" and report.remote.updated == 1
+    statuses = [r.status for r in fake.request_log if r.in_batch or r.method != "GET"]
+    assert 412 in statuses, "the first update was conditional and refused"
+    assert fake.event(cal, event["id"])["summary"] == "Version Gestan"
+    assert len(report.conflicts) == 1
+    assert "Changé dans Google" in report.conflicts[0].losing_ics
+    assert store.agenda("alice")[0].id == action.id
+
+
+def test_all_day_and_zones_survive_both_ways(store, fake, cal):
+    day = (now_utc() + timedelta(days=6)).date()
+    fake.insert_event(cal, {"summary": "Salon", "start": {"date": day.isoformat()},
+                            "end": {"date": (day + timedelta(days=2)).isoformat()}})
+    fake.insert_event(cal, google_event(4, "Montréal", timeZone="America/Montreal") | {
+        "start": {"dateTime": f"{day}T09:00:00", "timeZone": "America/Montreal"},
+        "end": {"dateTime": f"{day}T10:00:00", "timeZone": "America/Montreal"}})
+    run(store, fake, "open")
+    by_subject = {a.event.subject: a.event for a in store.agenda("alice")}
+    assert by_subject["Salon"].all_day and by_subject["Salon"].end - by_subject[
+        "Salon"].start == timedelta(days=2)
+    assert by_subject["Montréal"].tzid == "America/Montreal"
+    start = datetime.combine(day + timedelta(days=1), datetime.min.time())
+    store.add_action("alice", EventData(start=start - timedelta(hours=1), end=start
+                                        + timedelta(hours=23), tzid="Europe/Paris",
+                                        all_day=True, subject="Congés"))
+    run(store, fake, "close")
+    [pushed] = [e for e in live(fake, cal) if e["summary"] == "Congés"]
+    assert pushed["start"] == {"date": (day + timedelta(days=1)).isoformat()}
+    assert pushed["end"] == {"date": (day + timedelta(days=2)).isoformat()}
