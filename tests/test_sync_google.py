@@ -14,7 +14,7 @@ from bridge.ical.model import EventData
 from bridge.ical.timezones import now_utc
 from bridge.store import ActionType, open_store
 from bridge.store import agenda as agenda_rows
-from bridge.sync.engine import SyncOptions, SyncRun
+from bridge.sync.engine import SyncBusy, SyncOptions, SyncRun
 from bridge.targets.google import GoogleTarget, stable_id
 from tests.fakes.google_calendar import FakeGoogleCalendar
 
@@ -393,3 +393,16 @@ def test_all_day_and_zones_survive_both_ways(store, fake, cal):
     [pushed] = [e for e in live(fake, cal) if e["summary"] == "Congés"]
     assert pushed["start"] == {"date": (day + timedelta(days=1)).isoformat()}
     assert pushed["end"] == {"date": (day + timedelta(days=2)).isoformat()}
+
+
+def test_a_sync_running_in_another_process_blocks_until_its_lease_ends(store, fake, cal):
+    alice = store.user("alice")
+    assert store.take_sync_lock(alice.id, "other-process", timedelta(minutes=10)) is None
+    add(store, "En attente", 2)
+    with pytest.raises(SyncBusy, match="already running"):
+        run(store, fake, "close")
+    assert live(fake, cal) == []
+    # the other process died: once its lease is over, the next run takes over
+    assert store.take_sync_lock(alice.id, "other-process", timedelta(seconds=-1)) is None
+    assert run(store, fake, "close").remote.created == 1
+    assert store.take_sync_lock(alice.id, "next", timedelta(minutes=1)) is None, "released"

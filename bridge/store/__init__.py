@@ -13,9 +13,10 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from bridge.ical import parse_object
 from bridge.ical.model import EventData, InvalidObject, ParsedObject
@@ -245,6 +246,23 @@ class Store:
     def reset_sync(self, user_id: int, target: str) -> None:
         with self.writing() as conn:
             sync_tables.reset_state(conn, user_id, target)
+
+    def take_sync_lock(self, user_id: int, holder: str, lease: timedelta) -> datetime | None:
+        """None when ``holder`` now runs the user's sync; else until when another holds it."""
+        now = now_utc()
+        try:
+            with self.writing() as conn:
+                return sync_tables.take_lock(conn, user_id, holder, now, lease)
+        except IntegrityError:  # another process inserted the row at the same moment
+            return now + lease
+
+    def renew_sync_lock(self, user_id: int, holder: str, lease: timedelta) -> None:
+        with self.writing() as conn:
+            sync_tables.renew_lock(conn, user_id, holder, now_utc() + lease)
+
+    def release_sync_lock(self, user_id: int, holder: str) -> None:
+        with self.writing() as conn:
+            sync_tables.release_lock(conn, user_id, holder)
 
     def sync_links(self, user_id: int, target: str) -> list[Link]:
         with self.reading() as conn:

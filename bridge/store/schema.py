@@ -150,6 +150,17 @@ sync_state = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
+# One row while a sync of the user runs, in whichever process (CLI, server): two syncs of
+# one user never run at once. A lease, so that a killed process does not block for ever.
+sync_locks = Table(
+    "sync_locks",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+)
+
 # The audit log: one row per run, one per change or conflict it made (the losing version
 # of a conflict is kept whole, as iCalendar text).
 sync_runs = Table(

@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bridge.store.objects import _LISTING
 from bridge.store.records import StoredObject
-from bridge.store.schema import calendar_objects, sync_links, sync_run_items, sync_runs, sync_state
+from bridge.store.schema import (
+    calendar_objects,
+    sync_links,
+    sync_locks,
+    sync_run_items,
+    sync_runs,
+    sync_state,
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,33 @@ def reset_state(conn: Connection, user_id: int, target: str) -> None:
                                           sync_links.c.target == target))
     conn.execute(delete(sync_state).where(sync_state.c.user_id == user_id,
                                           sync_state.c.target == target))
+
+
+# ---------------------------------------------------------------- lock
+
+def take_lock(conn: Connection, user_id: int, holder: str, now: datetime,
+              lease: timedelta) -> datetime | None:
+    """Take the user's sync lock: None when taken, else the end of the other holder's
+    lease (a lease past its end is taken over: its process died)."""
+    current = conn.execute(select(sync_locks).where(sync_locks.c.user_id == user_id)
+                           .with_for_update()).first()
+    if current is not None and current.expires_at > now and current.holder != holder:
+        return current.expires_at
+    conn.execute(delete(sync_locks).where(sync_locks.c.user_id == user_id))
+    conn.execute(insert(sync_locks).values(user_id=user_id, holder=holder, started_at=now,
+                                           expires_at=now + lease))
+    return None
+
+
+def renew_lock(conn: Connection, user_id: int, holder: str, until: datetime) -> None:
+    conn.execute(update(sync_locks).where(sync_locks.c.user_id == user_id,
+                                          sync_locks.c.holder == holder)
+                 .values(expires_at=until))
+
+
+def release_lock(conn: Connection, user_id: int, holder: str) -> None:
+    conn.execute(delete(sync_locks).where(sync_locks.c.user_id == user_id,
+                                          sync_locks.c.holder == holder))
 
 
 # ---------------------------------------------------------------- links

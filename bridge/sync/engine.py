@@ -8,7 +8,10 @@ any point leaves a state from which the next run finishes the job without duplic
 
 from __future__ import annotations
 
-import threading
+import os
+import socket
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -57,14 +60,10 @@ class MassDelete(RuntimeError):
     """The run would delete more than the threshold: nothing was applied."""
 
 
-_user_locks: dict[str, threading.Lock] = {}
-_user_locks_guard = threading.Lock()
-
-
-def user_lock(login: str) -> threading.Lock:
-    """Two syncs of one user never run at once in this process (CLI runs are one each)."""
-    with _user_locks_guard:
-        return _user_locks.setdefault(login, threading.Lock())
+# Two syncs of one user never run at once, in any process (a lease in the database,
+# renewed while the run goes on, so that a killed process blocks for minutes, not for ever).
+LOCK_LEASE = timedelta(minutes=10)
+LOCK_RENEW_SECONDS = 60.0
 
 
 def _summary(ics: str | None) -> str:
@@ -89,6 +88,8 @@ class SyncRun:
         self.window = Window(now - timedelta(days=self.options.days_back), now + HORIZON)
         self._items: list[RunItem] = []
         self._keys: dict[str, str] = {}
+        self._holder = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._renewed = 0.0
 
     # ------------------------------------------------------------------ helpers
     def _key(self, ics: str | None) -> str | None:
@@ -115,6 +116,9 @@ class SyncRun:
                                        f"{winner} won ({change})", losing_ics))
 
     def _tick(self, phase: str, done: int, total: int) -> None:
+        if time.monotonic() - self._renewed > LOCK_RENEW_SECONDS:
+            self.store.renew_sync_lock(self.user.id, self._holder, LOCK_LEASE)
+            self._renewed = time.monotonic()
         if self.progress:
             self.progress(phase, done, total)
 
@@ -129,9 +133,11 @@ class SyncRun:
 
     def _run(self, direction: str, body: Callable[[RunReport], None]) -> RunReport:
         report = RunReport(self.user.login, self.target.name, direction, self.options.dry_run)
-        lock = user_lock(self.user.login)
-        if not lock.acquire(timeout=0):
-            raise SyncBusy(f"a sync of {self.user.login} is already running")
+        busy_until = self.store.take_sync_lock(self.user.id, self._holder, LOCK_LEASE)
+        if busy_until is not None:
+            raise SyncBusy(f"a sync of {self.user.login} is already running (if its process "
+                           f"died, its lock ends at {busy_until:%H:%M:%S} UTC)")
+        self._renewed = time.monotonic()
         try:
             report.run_id = self.store.start_run(self.user.id, self.target.name, direction,
                                                  self.options.dry_run)
@@ -148,7 +154,7 @@ class SyncRun:
                 self.store.finish_run(report.run_id, report.status, report.message,
                                       report.counts())
         finally:
-            lock.release()
+            self.store.release_sync_lock(self.user.id, self._holder)
         return report
 
     def _bind(self):

@@ -41,6 +41,14 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime, nullable=False),
     )
     op.create_table(
+        "sync_locks",
+        sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("holder", sa.String(64), nullable=False),
+        sa.Column("started_at", sa.DateTime, nullable=False),
+        sa.Column("expires_at", sa.DateTime, nullable=False),
+    )
+    op.create_table(
         "sync_runs",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"),
@@ -71,5 +79,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("sync_run_items", "sync_runs", "sync_state", "sync_links"):
+    for table in ("sync_run_items", "sync_runs", "sync_locks", "sync_state", "sync_links"):
         op.drop_table(table)
