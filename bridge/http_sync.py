@@ -60,13 +60,16 @@ class SyncTrigger:
                 raise _Refused(403, f"{caller.login} may only sync their own agenda")
             if self.store.user(login) is None:
                 raise _Refused(404, f"no such user: {login}")
+            days_back = params.get("days_back")
             try:
-                days_back = int(params.get("days_back") or 0)
-            except ValueError:
+                days_back = None if days_back in (None, "") else int(days_back)
+            except (TypeError, ValueError):
                 raise _Refused(400, "days_back must be a whole number of days") from None
+            if days_back is not None and not 0 <= days_back <= 3650:
+                raise _Refused(400, "days_back must be between 0 and 3650")
             options = SyncOptions(dry_run=_flag(params.get("dry_run")),
                                   allow_mass_delete=_flag(params.get("allow_mass_delete")),
-                                  days_back=max(0, min(days_back, 3650)))
+                                  days_back=days_back)
             try:
                 report = run_sync(self.store, login, direction,
                                   str(params.get("target") or "google"), options)

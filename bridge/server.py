@@ -31,6 +31,11 @@ PLUGINS = {
     "storage": {"type": "plugins.storage"},
 }
 SERIES_REFRESH_SECONDS = 3600
+# Radicale refuses a REPORT serving more than 10,000 VEVENTs (its default): a user's own
+# full sync must work for years of appointments (the objects come from SQL, not a parse
+# per item). A value set in radicale.conf is kept.
+RADICALE_MAX_REPORT = 10000
+MAX_REPORT = 1000000
 
 
 def load_configuration(config_file: str | Path | None, db_url: str | None,
@@ -39,6 +44,8 @@ def load_configuration(config_file: str | Path | None, db_url: str | None,
     sources = [(str(config_file), False)] if config_file else []
     configuration = radicale.config.load(sources)
     values = {section: dict(options) for section, options in PLUGINS.items()}
+    if configuration.get("reporting", "max_expand_occurrence") == RADICALE_MAX_REPORT:
+        values["reporting"] = {"max_expand_occurrence": str(MAX_REPORT)}
     values["storage"]["db_url"] = database_url(db_url)
     if port:  # port 0 (any free port) is given to Server directly: Radicale refuses it
         values["server"] = {"hosts": f"{host}:{port}"}

@@ -123,6 +123,9 @@ class RendezVousCalendar(storage.BaseCollection):
     def __init__(self, store, user: User) -> None:
         self.store = store
         self.user = user
+        # What ``sync`` just read (href → object, None for a deletion): Radicale asks
+        # ``get_multi`` for the same hrefs next, and gets them without a second query.
+        self._synced: dict[str, StoredObject | None] = {}
 
     @property
     def path(self) -> str:
@@ -158,12 +161,18 @@ class RendezVousCalendar(storage.BaseCollection):
 
     # ------------------------------------------------------------ reads
     def sync(self, old_token: str = "") -> tuple[str, Iterable[str]]:
-        return self.store.changes_since(self.user.id, old_token)
+        token, changed = self.store.changes_since(self.user.id, old_token)
+        self._synced = {o.href: None if o.deleted else o for o in changed}
+        return token, list(self._synced)
 
     def get_multi(self, hrefs: Iterable[str]):
         hrefs = list(hrefs)
-        found = {o.href: o for o in self.store.calendar_objects(self.user.id, hrefs)}
-        return [(href, self._item(found[href]) if href in found else None) for href in hrefs]
+        known, synced = {}, self._synced
+        missing = [h for h in hrefs if h not in synced]
+        if missing:
+            known = {o.href: o for o in self.store.calendar_objects(self.user.id, missing)}
+        found = [(href, synced[href] if href in synced else known.get(href)) for href in hrefs]
+        return [(href, self._item(o) if o is not None else None) for href, o in found]
 
     def get_all(self) -> Iterable[radicale_item.Item]:
         return [self._item(o) for o in self.store.calendar_listing(self.user.id)]

@@ -10,6 +10,7 @@ from icalendar import Calendar
 
 from bridge.ical.model import EventData
 from bridge.ical.timezones import local_to_utc, now_utc
+from bridge.server import MAX_REPORT, load_configuration
 from bridge.store import ActionType
 from tests.conftest import PASSWORDS
 
@@ -276,3 +277,14 @@ def test_time_range_query_uses_instances(server):
                             end=soon(10), event=True, expand=False)
     assert sorted(str(e.icalendar_component["UID"]) for e in found) == ["near", "weekly"]
     assert now_utc() < local_to_utc(far, "Europe/Paris")
+
+
+def test_full_sync_is_not_capped_at_radicale_10000_events(tmp_path):
+    """Radicale refuses a REPORT of more than 10,000 VEVENTs by default: years of
+    appointments would make a phone's first sync fail. Ours lifts it unless the file sets it."""
+    default = load_configuration(None, f"sqlite:///{tmp_path / 'a.db'}")
+    assert default.get("reporting", "max_expand_occurrence") == MAX_REPORT
+    conf = tmp_path / "radicale.conf"
+    conf.write_text("[reporting]\nmax_expand_occurrence = 500\n")
+    chosen = load_configuration(conf, f"sqlite:///{tmp_path / 'a.db'}")
+    assert chosen.get("reporting", "max_expand_occurrence") == 500

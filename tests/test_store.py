@@ -71,8 +71,8 @@ def test_eight_phones_putting_at_once_lose_nothing(server):
         thread.join(timeout=120)
     assert errors == []
     assert len(server.store.agenda("alice")) == 80
-    token, hrefs = server.store.changes_since(server.store.user("alice").id, "")
-    assert len(hrefs) == 80
+    token, changed = server.store.changes_since(server.store.user("alice").id, "")
+    assert len(changed) == 80
     revisions = [o.revision for o in server.store.calendar_listing(
         server.store.user("alice").id)]
     assert len(set(revisions)) == 80, "every write took its own revision"
@@ -110,8 +110,8 @@ def test_a_sync_reader_never_skips_a_change_of_concurrent_writers(store):
         token, _ = store.changes_since(alice.id, "")
         while True:
             finished = done.is_set()
-            token, hrefs = store.changes_since(alice.id, token)
-            seen.update(hrefs)
+            token, changed = store.changes_since(alice.id, token)
+            seen.update(o.href for o in changed)
             tokens.append(int(token.rsplit("/", 1)[1]))
             if finished:
                 return

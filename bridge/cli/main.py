@@ -102,11 +102,14 @@ def users_set(
         help="Name of the Google calendar to synchronise with.")] = None,
     outlook_profile: Annotated[str | None, typer.Option(
         help="Outlook/Exchange profile to synchronise with.")] = None,
+    sync_days_back: Annotated[int | None, typer.Option(
+        min=0, max=3650, help="Also sync appointments that ended up to N days ago.")] = None,
     db: DbOption = None,
 ) -> None:
     """Change a user's password, details or sync settings."""
     settings = {k: v for k, v in (("google_calendar", google_calendar),
-                                  ("outlook_profile", outlook_profile)) if v is not None}
+                                  ("outlook_profile", outlook_profile),
+                                  ("sync_days_back", sync_days_back)) if v is not None}
     user = _store(db).set_user(login, password=password, name=name, email=email,
                                timezone=timezone, is_admin=admin, settings=settings or None)
     out.print(f"user {user.login} updated")

@@ -24,12 +24,13 @@ TargetOption = Annotated[str, typer.Option("--target", "-t", help="google")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing.")]
 MassOption = Annotated[bool, typer.Option(
     "--allow-mass-delete", help="Apply a run that deletes more than half the appointments.")]
-DaysBack = Annotated[int, typer.Option(
-    "--days-back", min=0, max=3650, help="Also sync appointments ended up to N days ago.")]
+DaysBack = Annotated[int | None, typer.Option(
+    "--days-back", min=0, max=3650,
+    help="Also sync appointments ended up to N days ago (default: the user's setting, 0).")]
 
 
 def _run(direction: str, user: str, target: str, db: str | None, dry_run: bool,
-         allow_mass_delete: bool, days_back: int) -> None:
+         allow_mass_delete: bool, days_back: int | None) -> None:
     from bridge.cli.main import CliError
 
     store = open_store(db)
@@ -56,7 +57,7 @@ def _run(direction: str, user: str, target: str, db: str | None, dry_run: bool,
 @sync_app.command("open")
 def sync_open(user: UserOption, target: TargetOption = "google", db: DbOption = None,
               dry_run: DryRun = False, allow_mass_delete: MassOption = False,
-              days_back: DaysBack = 0) -> None:
+              days_back: DaysBack = None) -> None:
     """Gestan opens the agenda: pull the target's changes (the target wins)."""
     _run("open", user, target, db, dry_run, allow_mass_delete, days_back)
 
@@ -64,7 +65,7 @@ def sync_open(user: UserOption, target: TargetOption = "google", db: DbOption = 
 @sync_app.command("close")
 def sync_close(user: UserOption, target: TargetOption = "google", db: DbOption = None,
                dry_run: DryRun = False, allow_mass_delete: MassOption = False,
-               days_back: DaysBack = 0) -> None:
+               days_back: DaysBack = None) -> None:
     """Gestan closes the agenda: push Gestan's changes (Gestan wins)."""
     _run("close", user, target, db, dry_run, allow_mass_delete, days_back)
 

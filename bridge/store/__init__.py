@@ -126,13 +126,14 @@ class Store:
     def sync_token(self, revision: int) -> str:
         return f"{SYNC_TOKEN_PREFIX}{revision}"
 
-    def changes_since(self, user_id: int, token: str) -> tuple[str, list[str]]:
-        """(current token, hrefs changed since ``token``); ``ValueError`` for a token we did
-        not issue, as Radicale expects (it answers 403 valid-sync-token)."""
+    def changes_since(self, user_id: int, token: str) -> tuple[str, list[StoredObject]]:
+        """(current token, objects changed since ``token``, tombstones included, with their
+        text: a sync report serves them without reading again); ``ValueError`` for a token
+        we did not issue, as Radicale expects (it answers 403 valid-sync-token)."""
         with self.reading() as conn:
             current = users.get_by_id(conn, user_id).revision
             if not token:
-                return self.sync_token(current), [o.href for o in objects.listing(conn, user_id)]
+                return self.sync_token(current), objects.listing(conn, user_id, with_ics=True)
             if not token.startswith(SYNC_TOKEN_PREFIX):
                 raise ValueError(f"unknown sync token {token!r}")
             try:

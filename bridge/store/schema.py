@@ -77,8 +77,10 @@ calendar_objects = Table(
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("user_id", "href", name="uq_objects_user_href"),
     # A UID is unique among live objects; tombstones keep theirs for sync reports.
+    # Written as each dialect renders ``~deleted`` (SQLite: "deleted = 0"), or SQLite's
+    # planner does not see that the query matches the partial index and scans the user.
     Index("uq_objects_user_uid_live", "user_id", "uid", unique=True,
-          sqlite_where=text("NOT deleted"), postgresql_where=text("NOT deleted")),
+          sqlite_where=text("deleted = 0"), postgresql_where=text("NOT deleted")),
     Index("ix_objects_user_revision", "user_id", "revision"),
     Index("ix_objects_user_range", "user_id", "first_start", "last_end"),
 )

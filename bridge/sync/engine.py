@@ -46,7 +46,7 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 @dataclass(frozen=True)
 class SyncOptions:
     dry_run: bool = False
-    days_back: int = 0
+    days_back: int | None = None  # None: the user's "sync_days_back" setting, else 0
     allow_mass_delete: bool = False
     mass_delete_ratio: float = 0.5
     mass_delete_min: int = 10
@@ -85,7 +85,10 @@ class SyncRun:
         self.options = options or SyncOptions()
         self.progress = progress
         self.now = now = now or now_utc()
-        self.window = Window(now - timedelta(days=self.options.days_back), now + HORIZON)
+        days_back = self.options.days_back
+        if days_back is None:
+            days_back = int(self.user.settings.get("sync_days_back") or 0)
+        self.window = Window(now - timedelta(days=days_back), now + HORIZON)
         self._items: list[RunItem] = []
         self._keys: dict[str, str] = {}
         self._holder = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
