@@ -91,7 +91,8 @@ class StoredObject:
     @classmethod
     def from_row(cls, row) -> StoredObject:
         return cls(id=row.id, user_id=row.user_id, href=row.href, uid=row.uid,
-                   ics=getattr(row, "ics", None), etag=row.etag, first_start=row.first_start,
+                   ics=row.ics if "ics" in row._fields else None, etag=row.etag,
+                   first_start=row.first_start,
                    last_end=row.last_end, is_series=bool(row.is_series), revision=row.revision,
                    deleted=bool(row.deleted), updated_at=row.updated_at)
 
