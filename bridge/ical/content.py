@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from icalendar import Component, vRecur
 
 from bridge.ical import series as ical_series
-from bridge.ical.model import EventData
+from bridge.ical.model import EventData, ParsedObject
 from bridge.ical.parse import parse_object
 from bridge.ical.timezones import (
     iana_name,
@@ -28,6 +29,31 @@ from bridge.ical.timezones import (
 
 RULE_PROPS = ("RRULE", "EXRULE")
 UNTIL_FMT = "%Y%m%dT%H%M%SZ"
+
+# ---------------------------------------------------------------- series shape
+
+@dataclass(frozen=True)
+class SeriesShape:
+    """A series' recurrence in one spelling, whatever form it came in."""
+
+    zone: str                       # the zone it repeats in
+    rules: list[tuple[str, vRecur]]  # (RRULE or EXRULE, rule with UNTIL as RFC 5545 wants)
+    rdates: set[str]                # recurrence-id keys
+    exdates: set[str]               # recurrence-id keys, cancelled overrides included
+
+
+def series_shape(parsed: ParsedObject, default_tz: str) -> SeriesShape:
+    master = parsed.master
+    zone_name = series_zone(master, default_tz)
+    component = ical_series.master_component(parsed.series_ics)
+    start_local = master_local_start(master, zone_name)
+    rules = [(name, canonical_rule(rule, master.all_day, zone_name, until_day_end=False))
+             for name in RULE_PROPS for rule in prop_list(component, name)]
+    rdates = occurrence_keys(component, "RDATE", master.all_day, zone_name, start_local)
+    exdates = occurrence_keys(component, "EXDATE", master.all_day, zone_name, start_local)
+    exdates |= {o.recurrence_id for o in parsed.overrides if o.status == "CANCELLED"}
+    return SeriesShape(zone_name, rules, rdates, exdates)
+
 
 # ---------------------------------------------------------------- content key
 
@@ -44,19 +70,9 @@ def content_key(ics: str, default_tz: str) -> str:
     master = parsed.master
     meaning: dict[str, Any] = {"event": _meaning(master, default_tz)}
     if parsed.is_series:
-        series_tz = series_zone(master, default_tz)
-        component = ical_series.master_component(parsed.series_ics)
-        start_local = master_local_start(master, series_tz)
-        rules = []
-        for name in RULE_PROPS:
-            for rule in prop_list(component, name):
-                rules.append(name + ":" + _rule_key(
-                    canonical_rule(rule, master.all_day, series_tz, until_day_end=False)))
-        exdates = occurrence_keys(component, "EXDATE", master.all_day, series_tz,
-                                   start_local)
-        exdates |= {o.recurrence_id for o in parsed.overrides if o.status == "CANCELLED"}
+        shape = series_shape(parsed, default_tz)
         live = {o.recurrence_id: o for o in parsed.overrides
-                if o.status != "CANCELLED" and o.recurrence_id not in exdates}
+                if o.status != "CANCELLED" and o.recurrence_id not in shape.exdates}
         generated = _generated(parsed.series_ics, set(live), default_tz)
         overrides = {}
         for key, override in sorted(live.items()):
@@ -64,10 +80,8 @@ def content_key(ics: str, default_tz: str) -> str:
             if key not in generated or _meaning(generated[key], default_tz) != mine:
                 overrides[key] = mine
         meaning.update(
-            rules=sorted(rules),
-            rdates=sorted(occurrence_keys(component, "RDATE", master.all_day, series_tz,
-                                           start_local)),
-            exdates=sorted(exdates), overrides=overrides)
+            rules=sorted(f"{name}:{_rule_key(rule)}" for name, rule in shape.rules),
+            rdates=sorted(shape.rdates), exdates=sorted(shape.exdates), overrides=overrides)
     text = json.dumps(meaning, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -19,7 +19,6 @@ from typing import Any
 from icalendar import Event
 
 from bridge.ical import EventData, parse_object, render_object
-from bridge.ical import series as ical_series
 from bridge.ical.content import (
     RULE_PROPS,
     UNTIL_FMT,
@@ -28,6 +27,7 @@ from bridge.ical.content import (
     occurrence_keys,
     prop_list,
     rid_zone,
+    series_shape,
     series_zone,
 )
 from bridge.ical.timezones import (
@@ -215,17 +215,9 @@ def ics_to_google(ics: str, default_tz: str = "Europe/Paris"
     body["recurrence"] = []
     if not parsed.is_series:
         return body, []
-    series_tz = series_zone(event, default_tz)
-    component = ical_series.master_component(parsed.series_ics)
-    start_local = master_local_start(event, series_tz)
-    recurrence = []
-    for name in RULE_PROPS:
-        for rule in prop_list(component, name):
-            text = canonical_rule(rule, event.all_day, series_tz, until_day_end=False)
-            recurrence.append(f"{name}:{text.to_ical().decode('ascii')}")
-    rdates = occurrence_keys(component, "RDATE", event.all_day, series_tz, start_local)
-    exdates = occurrence_keys(component, "EXDATE", event.all_day, series_tz, start_local)
-    exdates |= {o.recurrence_id for o in parsed.overrides if o.status == "CANCELLED"}
+    shape = series_shape(parsed, default_tz)
+    series_tz, rdates, exdates = shape.zone, shape.rdates, shape.exdates
+    recurrence = [f"{name}:{rule.to_ical().decode('ascii')}" for name, rule in shape.rules]
     for name, keys in (("RDATE", rdates), ("EXDATE", exdates)):
         if keys:
             recurrence.append(_dates_line(name, keys, event.all_day, series_tz))
