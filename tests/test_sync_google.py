@@ -406,3 +406,14 @@ def test_a_sync_running_in_another_process_blocks_until_its_lease_ends(store, fa
     assert store.take_sync_lock(alice.id, "other-process", timedelta(seconds=-1)) is None
     assert run(store, fake, "close").remote.created == 1
     assert store.take_sync_lock(alice.id, "next", timedelta(minutes=1)) is None, "released"
+
+
+def test_window_days_back_from_the_users_setting(store, fake, cal):
+    fake.insert_event(cal, google_event(-3, "Il y a trois jours"))
+    fake.insert_event(cal, google_event(2, "Bientôt"))
+    run(store, fake, "open")
+    assert subjects(store) == ["Bientôt"], "ended appointments are not pulled by default"
+    store.set_user("alice", settings={"sync_days_back": 7})
+    fake.expire_sync_tokens()  # a full listing of the (now wider) window
+    run(store, fake, "open")
+    assert subjects(store) == ["Bientôt", "Il y a trois jours"]

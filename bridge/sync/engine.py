@@ -285,7 +285,7 @@ class SyncRun:
             op = self._op_for(obj, link, decision.action)
             if op is not None:
                 ops.append(op)
-            elif decision.action is Action.FORGET and link is not None:
+            elif decision.action is Action.FORGET and link and not self.options.dry_run:
                 self.store.forget_link(self.user.id, target, obj.id)
         deletes = sum(1 for op in ops if op.kind is WriteKind.DELETE)
         self._check_mass_delete(deletes, len(links))
