@@ -77,9 +77,6 @@ class FastReports:
             return None
         if not Access(self.rights, user, user_groups, path).check("r"):
             return None
-        owner = self.store.user(parts[0])
-        if owner is None:
-            return None
         try:
             root = DefusedET.fromstring(raw)
         except Exception:  # Radicale answers malformed XML itself
@@ -101,9 +98,12 @@ class FastReports:
             token_element = root.find(_C("D:sync-token"))
             token = (token_element.text or "").strip() if token_element is not None else ""
             try:
-                current, changed = self.store.changes_since(owner.id, token)
+                delta = self.store.login_changes_since(parts[0], token)
             except ValueError:
                 return None  # Radicale answers 403 valid-sync-token
+            if delta is None:
+                return None
+            current, changed = delta
             for stored in changed:
                 href = xmlutils.make_href(base_prefix, collection + stored.href)
                 multistatus.append(_missing(href) if stored.deleted
@@ -119,7 +119,10 @@ class FastReports:
                 if posixpath.dirname(name) + "/" != collection:
                     return None  # outside this calendar: Radicale knows what to say
                 names[posixpath.basename(name)] = name
-            found = {o.href: o for o in self.store.calendar_objects(owner.id, list(names))}
+            rows = self.store.login_calendar_objects(parts[0], list(names))
+            if rows is None:
+                return None
+            found = {o.href: o for o in rows}
             for name, full in names.items():
                 href = xmlutils.make_href(base_prefix, full)
                 stored = found.get(name)
