@@ -75,6 +75,15 @@ def test_connect_push_pull_dry_run_and_log(env):
     lines = log.stdout.splitlines()
     assert "open" in lines[0] and "ok" in lines[0] and "~1" in lines[0]
     assert any("dry run" in line for line in lines)
+    # both sides change: close makes Gestan win, the Google version is kept in the log
+    fake.patch_event(cal, event["id"], {"location": "Salle Google"})
+    action_id = cli(variables, "agenda", "list", "--user", "alice").stdout.split()[0]
+    cli(variables, "agenda", "delete", "--user", "alice", action_id)
+    closed = cli(variables, "sync", "close", "--user", "alice")
+    assert "conflicts: 1" in closed.stdout, closed.stdout
+    log = cli(variables, "sync", "log", "--user", "alice", "--limit", "1")
+    assert "conflict" in log.stdout and "losing version" in log.stdout
+    assert "LOCATION:Salle Google" in log.stdout
 
 
 def test_wrong_calendar_name_lists_the_calendars_and_revoked_consent_says_reconnect(env):

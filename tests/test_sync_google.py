@@ -417,3 +417,18 @@ def test_window_days_back_from_the_users_setting(store, fake, cal):
     fake.expire_sync_tokens()  # a full listing of the (now wider) window
     run(store, fake, "open")
     assert subjects(store) == ["Bientôt", "Il y a trois jours"]
+
+
+def test_throttling_waits_at_least_what_retry_after_says(store, fake, cal):
+    add(store, "Patience", 2)
+    waits: list[float] = []
+    fake.fail_next(1, 429, retry_after=7)
+    target = GoogleTarget(fake.credentials(), "alice", CALENDAR, "Europe/Paris",
+                          api_url=fake.api_url, sleep=waits.append)
+    report = SyncRun(store, "alice", target).push()
+    assert report.status == "ok" and len(live(fake, cal)) == 1
+    assert waits and waits[0] >= 7
+    fake.fail_next(1, 403, "userRateLimitExceeded")
+    add(store, "Encore", 3)
+    report = SyncRun(store, "alice", target).push()
+    assert report.status == "ok" and len(live(fake, cal)) == 2 and len(waits) == 2
