@@ -432,3 +432,14 @@ def test_throttling_waits_at_least_what_retry_after_says(store, fake, cal):
     add(store, "Encore", 3)
     report = SyncRun(store, "alice", target).push()
     assert report.status == "ok" and len(live(fake, cal)) == 2 and len(waits) == 2
+
+
+def test_a_google_event_we_cannot_read_is_skipped_and_reported(store, fake, cal):
+    fake.insert_event(cal, google_event(2, "Lisible"))
+    fake.insert_event(cal, google_event(3, "Chaque minute", recurrence=[
+        "RRULE:FREQ=MINUTELY;COUNT=30"]))
+    report = run(store, fake, "open")
+    assert report.status == "ok"
+    assert "Lisible" in subjects(store)
+    assert subjects(store) == ["Lisible"]
+    assert len(report.skipped) == 1 and "MINUTELY" in report.skipped[0][1], report.skipped

@@ -184,6 +184,7 @@ class SyncRun:
         state = self._bind()
         listing = self.target.list_changes(state.remote_state, self.window)
         links = {link.remote_id: link for link in self.store.sync_links(self.user.id, target)}
+        report.skipped.extend(listing.unreadable)
         remotes: list[tuple[RemoteObject, ParsedObject | None]] = []
         for remote in listing.objects:
             parsed = None

@@ -35,6 +35,7 @@ class Listing:
     objects: list[RemoteObject]
     state: str | None            # store it once every object was applied
     full: bool                   # a full listing of the window, not a delta
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (remote id, why)
 
 
 class WriteKind(StrEnum):

@@ -247,7 +247,7 @@ class GoogleTarget:
                 exceptions.setdefault(series, []).append(item)
             else:
                 masters[item["id"]] = item
-        objects = []
+        objects, unreadable = [], []
         for series_id in set(exceptions) - set(masters):
             master = self._get(series_id)
             if master is not None:
@@ -261,8 +261,11 @@ class GoogleTarget:
             known = exceptions.get(event_id, [])
             if master.get("recurrence") and not full:
                 known = self._exceptions_of(master)
-            objects.append(self._remote(master, known))
-        return Listing(objects, token, full)
+            try:
+                objects.append(self._remote(master, known))
+            except (ValueError, KeyError, TypeError) as exc:  # reported, the rest goes on
+                unreadable.append((event_id, f"Google event not understood: {exc}"))
+        return Listing(objects, token, full, unreadable)
 
     def _get(self, event_id: str) -> dict | None:
         try:
