@@ -293,7 +293,7 @@ class SyncRun:
         if self.options.dry_run:
             for op in ops:
                 report.planned.append(f"{op.kind} in {target}: {op.uid} "
-                                      f"({_summary(op.ics or self._objects_ics(op.uid))})")
+                                      f"({_summary(self._objects[op.local_id].ics or op.ics)})")
                 report.count(target, op.kind.value)
             return
         for _round in range(MAX_WRITE_ROUNDS):
@@ -316,28 +316,21 @@ class SyncRun:
         if follow_up is not None:
             retry.append(follow_up)
 
-    def _objects_ics(self, uid: str) -> str | None:
-        return next((o.ics for o in self._objects.values() if o.uid == uid), None)
-
-    def _object(self, uid: str) -> StoredObject:
-        return next(o for o in self._objects.values() if o.uid == uid)
-
-    def _op_for(self, obj: StoredObject, link: Link | None, action: Action,
-                etag: str | None = None) -> WriteOp | None:
+    def _op_for(self, obj: StoredObject, link: Link | None, action: Action) -> WriteOp | None:
         if action is Action.CREATE and link is None:
-            return WriteOp(WriteKind.CREATE, obj.uid, obj.ics)
+            return WriteOp(WriteKind.CREATE, obj.uid, obj.ics, local_id=obj.id)
         if action in (Action.CREATE, Action.UPDATE):  # CREATE with a link: recreate it there
-            return WriteOp(WriteKind.UPDATE, obj.uid, obj.ics, link.remote_id,
-                           etag if etag is not None else link.remote_etag)
+            return WriteOp(WriteKind.UPDATE, obj.uid, obj.ics, link.remote_id, link.remote_etag,
+                           local_id=obj.id)
         if action is Action.DELETE:
-            return WriteOp(WriteKind.DELETE, obj.uid, None, link.remote_id,
-                           etag if etag is not None else link.remote_etag)
+            return WriteOp(WriteKind.DELETE, obj.uid, None, link.remote_id, link.remote_etag,
+                           local_id=obj.id)
         return None
 
     def _after_write(self, report: RunReport, result: WriteResult) -> WriteOp | None:
         """Record a write; a refused one is looked at again (re-read, decide, maybe retry)."""
         op, target = result.op, self.target.name
-        obj = self._object(op.uid)
+        obj = self._objects[op.local_id]
         link = self._links.get(obj.id)
         if result.error is None:
             if op.kind is WriteKind.DELETE:
@@ -379,11 +372,11 @@ class SyncRun:
             if decision.conflict:
                 report.conflicts.append(Conflict(op.uid, _summary(obj.ics), GESTAN, "create",
                                                  None))
-            return WriteOp(WriteKind.CREATE, obj.uid, obj.ics)
+            return WriteOp(WriteKind.CREATE, obj.uid, obj.ics, local_id=obj.id)
         if decision.conflict and not ours:
             report.conflicts.append(Conflict(op.uid, _summary(obj.ics), GESTAN,
                                              op.kind.value, remote.ics))
             self._items.append(RunItem("conflict", target, op.uid, _summary(remote.ics),
                                        f"{GESTAN} won ({op.kind.value})", remote.ics))
         kind = WriteKind.DELETE if obj.deleted else WriteKind.UPDATE
-        return WriteOp(kind, obj.uid, obj.ics, remote.remote_id, remote.etag)
+        return WriteOp(kind, obj.uid, obj.ics, remote.remote_id, remote.etag, local_id=obj.id)

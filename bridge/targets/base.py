@@ -51,6 +51,7 @@ class WriteOp:
     ics: str | None = None       # create / update
     remote_id: str | None = None  # update / delete (create: the target chooses, stably)
     etag: str | None = None      # If-Match: the version we last saw; None: unconditional
+    local_id: int = 0            # the caller's own key for the object (opaque to targets)
 
 
 class WriteError(StrEnum):

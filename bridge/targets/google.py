@@ -17,7 +17,7 @@ import random
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -446,7 +446,7 @@ class GoogleTarget:
             current = self._get(event_id)
             if current is not None and current.get("status") == "cancelled":
                 # Our id, deleted in Google: Gestan wins at close, the event comes back.
-                revived = WriteOp(WriteKind.UPDATE, op.uid, op.ics, event_id, None)
+                revived = replace(op, kind=WriteKind.UPDATE, remote_id=event_id, etag=None)
                 return _Pending(pending.index, revived, pending.body, pending.exceptions)
             remote = self.fetch(event_id) if current is not None else None
             on_result(WriteResult(op, remote=remote, error=WriteError.EXISTS))
