@@ -21,6 +21,7 @@ from bridge.ical.parse import event_from_component
 from bridge.ical.timezones import rid_key, to_utc, zone
 
 _UNSUPPORTED = ("EXRULE",)
+_DATE_KEY, _TIME_KEY = "%Y%m%d", "%Y%m%dT%H%M%SZ"
 
 
 def _values(component: Component, name: str) -> list:
@@ -150,12 +151,14 @@ def expand(calendar: Calendar, start: datetime, end: datetime, default_tz: str
     t = template  # built field by field: dataclasses.replace costs more than the rest
     out = []
     for occurrence in ruleset.between(*search, inc=True):
-        key = rid_key(occurrence.date() if kind is date else occurrence, default_tz)
+        first = instant(occurrence)
+        # the recurrence-id key (timezones.rid_key): the UTC instant, or the date if all-day
+        key = occurrence.strftime(_DATE_KEY) if kind is date else first.strftime(_TIME_KEY)
         if key in overrides:
             continue
-        out.append(EventData(instant(occurrence), instant(occurrence + length), t.tzid,
-                             t.all_day, t.subject, t.notes, t.location, t.contact, t.status,
-                             t.extra_ics, key))
+        out.append(EventData(first, instant(occurrence + length), t.tzid, t.all_day,
+                             t.subject, t.notes, t.location, t.contact, t.status, t.extra_ics,
+                             key))
     out += overrides.values()
     kept = []
     for event in out:
