@@ -28,8 +28,9 @@ def fake():
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = open_store(f"sqlite:///{tmp_path / 'gestan.db'}")
+def store(db_url):
+    """On SQLite and on PostgreSQL, as every store test (conftest.db_url)."""
+    store = open_store(db_url)
     store.add_user("alice", "alice", timezone="Europe/Paris")
     store.set_user("alice", settings={"google_calendar": CALENDAR})
     return store
