@@ -110,3 +110,19 @@ def test_bad_arguments_are_one_line(env):
     assert bad.returncode != 0 and bad.stderr.count("\n") == 1
     unknown = cli(variables, "sync", "open", "--user", "nobody")
     assert unknown.returncode != 0 and "nobody" in unknown.stderr
+
+
+def test_a_calendar_deleted_in_google_is_one_clear_line_and_found_again_by_name(env):
+    fake, cal, variables, tmp = env
+    cli(variables, "users", "add", "alice", "--password", "pw")
+    cli(variables, "google", "connect", "--user", "alice", "--authorized-user-file",
+        str(tmp / "au.json"))
+    cli(variables, "users", "set", "alice", "--google-calendar", CALENDAR)
+    assert cli(variables, "sync", "open", "--user", "alice").returncode == 0
+    fake.delete_calendar(cal)  # the user deletes the calendar in Google, then makes a new one
+    gone = cli(variables, "sync", "open", "--user", "alice")
+    assert gone.returncode != 0 and gone.stderr.count("\n") == 1
+    assert "no longer exists" in gone.stderr
+    fake.add_calendar(CALENDAR)
+    again = cli(variables, "sync", "open", "--user", "alice")
+    assert again.returncode == 0, again.stderr

@@ -37,6 +37,8 @@ def make_target(store: Store, login: str, target: str):
 def run_sync(store: Store, login: str, direction: str, target: str = "google",
              options: SyncOptions | None = None, progress: Progress | None = None
              ) -> RunReport:
+    from googleapiclient.errors import HttpError
+
     from bridge.targets.google import CalendarNotFound
     from bridge.targets.google_auth import ReconnectNeeded
 
@@ -46,5 +48,13 @@ def run_sync(store: Store, login: str, direction: str, target: str = "google",
     run = SyncRun(store, login, remote, options, progress)
     try:
         return run.pull() if direction == "open" else run.push()
-    except (CalendarNotFound, ReconnectNeeded) as exc:
+    except CalendarNotFound as exc:
+        # look the name up again next time (the calendar may be recreated or renamed)
+        store.save_sync_state(run.user.id, target, calendar_id=None)
         raise SyncSetupError(str(exc)) from exc
+    except ReconnectNeeded as exc:
+        raise SyncSetupError(str(exc)) from exc
+    except HttpError as exc:
+        raise SyncSetupError(f"Google refused the request ({exc.resp.status}): "
+                             f"{exc.reason or exc}; the run stopped, see gestan-bridge sync "
+                             f"log --user {login}") from exc

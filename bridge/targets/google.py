@@ -218,9 +218,16 @@ class GoogleTarget:
     def _pages(self, **query) -> tuple[list[dict], str | None]:
         items, token = [], None
         while True:
-            page = self._execute(self._events().list(
-                calendarId=self.calendar_id, pageToken=token, maxResults=PAGE_SIZE, **query),
-                "events.list")
+            try:
+                page = self._execute(self._events().list(
+                    calendarId=self.calendar_id, pageToken=token, maxResults=PAGE_SIZE,
+                    **query), "events.list")
+            except HttpError as exc:
+                if exc.resp.status == 404:
+                    raise CalendarNotFound(
+                        f"the Google calendar {self.calendar_name!r} no longer exists or is "
+                        "no longer shared with this account") from None
+                raise
             items += page.get("items", [])
             token = page.get("nextPageToken")
             if not token:

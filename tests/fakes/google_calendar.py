@@ -26,8 +26,9 @@ Pointing the client at the fake (checked with google-api-python-client 2.202):
 Test API: ``base_url``, ``api_url``, ``batch_url``, ``token_uri``, ``auth_uri``;
 ``client_id``/``client_secret``/``refresh_token`` (a granted refresh token), ``client_config()``,
 ``credentials()``, ``build_service()``, ``new_batch()``; state: ``add_calendar()``,
-``events(cal)`` (stored, incl. cancelled and exceptions), ``event(cal, id)``, and
-``insert_event``/``patch_event``/``delete_event`` acting as another client (not logged);
+``delete_calendar()``, ``events(cal)`` (stored, incl. cancelled and exceptions),
+``event(cal, id)``, and ``insert_event``/``patch_event``/``delete_event`` acting as another
+client (not logged);
 ``request_log`` (LoggedRequest: method, path, query, status, in_batch), ``request_count`` (HTTP
 requests to the API, a batch counts once), ``token_request_count``, ``injected_errors``,
 ``reset_log()``; faults: ``fail_next(n, status, reason, retry_after=, after_apply=)``,
@@ -333,6 +334,12 @@ class FakeGoogleCalendar:
                 **({"primary": True} if primary else {})}
             self._events[cal_id] = {}
             return cal_id
+
+    def delete_calendar(self, calendar_id: str) -> None:
+        """The owner deletes a calendar (and its events) in Google."""
+        with self._lock:
+            cal = self._cal_id(calendar_id)
+            del self._calendars[cal], self._events[cal]
 
     def grant_refresh_token(self, refresh_token: str, scope: str = SCOPE) -> None:
         with self._lock:
