@@ -15,6 +15,7 @@ import zlib
 from http import client
 
 import radicale
+from defusedxml import ElementTree as DefusedET
 from radicale import pathutils, types
 from radicale.app.base import Access
 
@@ -31,6 +32,26 @@ MAX_BODY = 4 * 1024 * 1024
 def refusal(status: int, reason: str) -> types.WSGIResponse:
     headers = {"Content-Type": "text/plain", _REASON_HEADER: reason}
     return status, headers, f"{status} {client.responses.get(status, '')}: {reason}\n", None
+
+
+_COMPONENT_SET = "{urn:ietf:params:xml:ns:caldav}supported-calendar-component-set"
+
+
+def _changes_component_set(raw: bytes) -> bool:
+    """Whether a PROPPATCH body sets the component set to anything but VEVENT, or removes it
+    (malformed XML is left for Radicale to refuse)."""
+    try:
+        root = DefusedET.fromstring(raw) if raw.strip() else None
+    except Exception:
+        return False
+    if root is None:
+        return False
+    for action in root:
+        for found in action.iter(_COMPONENT_SET):
+            names = {c.get("name", "").upper() for c in found}
+            if action.tag == "{DAV:}remove" or names != {"VEVENT"}:
+                return True
+    return False
 
 
 class GestanApplication(radicale.Application):
@@ -124,6 +145,23 @@ class GestanApplication(radicale.Application):
             environ["CONTENT_LENGTH"] = str(len(raw))
             environ.pop("HTTP_CONTENT_ENCODING", None)
         return super().do_REPORT(environ, base_prefix, path, user, user_groups, request_info)
+
+    def do_PROPPATCH(self, environ, base_prefix, path, user, user_groups, request_info):
+        """Name, description and colour may change; the component set stays VEVENT (else a
+        client would believe the calendar now takes tasks)."""
+        if user:
+            try:
+                raw = self._read_body(environ)
+            except InvalidObject as exc:
+                return refusal(exc.status, exc.reason)
+            if _changes_component_set(raw):
+                return refusal(403, "this calendar holds appointments (VEVENT) only: its "
+                               "supported component set cannot change")
+            environ["wsgi.input"] = io.BytesIO(raw)
+            environ["CONTENT_LENGTH"] = str(len(raw))
+            environ.pop("HTTP_CONTENT_ENCODING", None)
+        return super().do_PROPPATCH(environ, base_prefix, path, user, user_groups,
+                                    request_info)
 
     def do_DELETE(self, environ, base_prefix, path, user, user_groups, request_info):
         parts = self._parts(path)

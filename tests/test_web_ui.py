@@ -108,3 +108,18 @@ def test_what_one_calendar_cannot_allow_is_refused_with_a_reason(server):
     assert len(server.store.agenda("alice")) == 2
     assert datetime.now()  # server still answering:
     assert requests.get(server.calendar_url("alice"), auth=auth).status_code == 200
+
+
+def test_the_component_set_cannot_change(server):
+    before = snapshot(server.store)
+    body = ('<?xml version="1.0" encoding="UTF-8" ?><propertyupdate xmlns="DAV:" '
+            'xmlns:C="urn:ietf:params:xml:ns:caldav"><set><prop>'
+            '<C:supported-calendar-component-set><C:comp name="VEVENT" /><C:comp name="VTODO" />'
+            "</C:supported-calendar-component-set></prop></set></propertyupdate>")
+    answer = requests.request("PROPPATCH", server.calendar_url("alice"), data=body,
+                              auth=("alice", "alice"))
+    assert answer.status_code == 403 and "VEVENT" in answer.text
+    assert snapshot(server.store) == before
+    listing = requests.request("PROPFIND", server.calendar_url("alice"), data=UI_PROPFIND,
+                               headers={"Depth": "0"}, auth=("alice", "alice")).text
+    assert 'name="VTODO"' not in listing and 'name="VEVENT"' in listing
