@@ -34,6 +34,13 @@ def refusal(status: int, reason: str) -> types.WSGIResponse:
     return status, headers, f"{status} {client.responses.get(status, '')}: {reason}\n", None
 
 
+def _put_back(environ, body: bytes) -> None:
+    """Hand a body we read (and un-gzipped) on to Radicale as if it were never read."""
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("HTTP_CONTENT_ENCODING", None)
+
+
 _COMPONENT_SET = "{urn:ietf:params:xml:ns:caldav}supported-calendar-component-set"
 
 
@@ -101,9 +108,7 @@ class GestanApplication(radicale.Application):
             parse_object(body, owner.timezone)
         except InvalidObject as exc:
             return refusal(exc.status, exc.reason)
-        environ["wsgi.input"] = io.BytesIO(body)
-        environ["CONTENT_LENGTH"] = str(len(body))
-        environ.pop("HTTP_CONTENT_ENCODING", None)
+        _put_back(environ, body)
         return super().do_PUT(environ, base_prefix, path, user, user_groups, request_info)
 
     @staticmethod
@@ -141,9 +146,7 @@ class GestanApplication(radicale.Application):
             answer = self.fast_reports.answer(raw, base_prefix, path, user, user_groups)
             if answer is not None:
                 return (*answer, None)
-            environ["wsgi.input"] = io.BytesIO(raw)
-            environ["CONTENT_LENGTH"] = str(len(raw))
-            environ.pop("HTTP_CONTENT_ENCODING", None)
+            _put_back(environ, raw)
         return super().do_REPORT(environ, base_prefix, path, user, user_groups, request_info)
 
     def do_PROPPATCH(self, environ, base_prefix, path, user, user_groups, request_info):
@@ -157,9 +160,7 @@ class GestanApplication(radicale.Application):
             if _changes_component_set(raw):
                 return refusal(403, "this calendar holds appointments (VEVENT) only: its "
                                "supported component set cannot change")
-            environ["wsgi.input"] = io.BytesIO(raw)
-            environ["CONTENT_LENGTH"] = str(len(raw))
-            environ.pop("HTTP_CONTENT_ENCODING", None)
+            _put_back(environ, raw)
         return super().do_PROPPATCH(environ, base_prefix, path, user, user_groups,
                                     request_info)
 
