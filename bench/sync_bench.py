@@ -132,7 +132,8 @@ def bench_google(n: int, seed: int, workdir: Path) -> dict:
     load_s = time.perf_counter() - t
     user = store.require_user("alice")
     now = now_utc()
-    in_window = len(store.changed_objects(user.id, 0, user.revision, now, now + HORIZON))
+    in_window = len(store.changed_objects(user.id, 0, user.revision, now, now + HORIZON,
+                                          "google"))
     out: dict = {"n": n, "in_window": in_window, "load_store_s": load_s}
     with FakeGoogleCalendar() as fake:
         cal = fake.add_calendar(CALENDAR)

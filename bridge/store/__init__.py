@@ -304,9 +304,9 @@ class Store:
             return sync_tables.objects_by_uid(conn, user_id, uids)
 
     def changed_objects(self, user_id: int, since: int, upto: int, start: datetime,
-                        end: datetime) -> list[StoredObject]:
+                        end: datetime, target: str) -> list[StoredObject]:
         with self.reading() as conn:
-            return sync_tables.changed_objects(conn, user_id, since, upto, start, end)
+            return sync_tables.changed_objects(conn, user_id, since, upto, start, end, target)
 
     def pull_object(self, login: str, target: str, parsed: ParsedObject, link: Link,
                     key_of) -> StoredObject:

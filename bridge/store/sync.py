@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bridge.store.objects import _LISTING
@@ -175,14 +175,19 @@ def objects_by_uid(conn: Connection, user_id: int, uids) -> dict[str, StoredObje
 
 
 def changed_objects(conn: Connection, user_id: int, since: int, upto: int,
-                    start: datetime, end: datetime) -> list[StoredObject]:
-    """Objects written in (since, upto] that may have an instance in [start, end), tombstones
-    included (their last bounds are kept)."""
+                    start: datetime, end: datetime, target: str) -> list[StoredObject]:
+    """Objects written in (since, upto] that may have an instance in [start, end), or that
+    are linked on ``target`` wherever they now are (a linked appointment is followed out of
+    the window), tombstones included (their last bounds are kept)."""
+    linked = exists().where(sync_links.c.user_id == user_id, sync_links.c.target == target,
+                            sync_links.c.object_id == calendar_objects.c.id)
+    in_window = and_(calendar_objects.c.first_start < end,
+                     or_(calendar_objects.c.last_end.is_(None),
+                         calendar_objects.c.last_end > start))
     rows = conn.execute(select(*_LISTING, calendar_objects.c.ics).where(
         calendar_objects.c.user_id == user_id,
         calendar_objects.c.revision > since, calendar_objects.c.revision <= upto,
-        calendar_objects.c.first_start < end,
-        or_(calendar_objects.c.last_end.is_(None), calendar_objects.c.last_end > start),
+        or_(in_window, linked),
     ).order_by(calendar_objects.c.revision))
     return [StoredObject.from_row(r) for r in rows]
 

@@ -273,7 +273,7 @@ class SyncRun:
         state = self._bind()
         upto = self.store.require_user(self.user.login).revision
         changed = self.store.changed_objects(self.user.id, state.pushed_revision, upto,
-                                             self.window.start, self.window.end)
+                                             self.window.start, self.window.end, target)
         links = {link.object_id: link for link in self.store.sync_links(self.user.id, target)}
         self._objects = {o.id: o for o in changed}
         self._links = links

@@ -1,0 +1,128 @@
+"""Issue 8: nothing lost or invented at the edges (window, races, occurrences), reproduced
+against the Google fake through the real client, the fake's own state checked."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from bridge.ical.model import EventData
+from bridge.ical.timezones import now_utc
+from bridge.store import open_store
+from bridge.sync.engine import SyncOptions, SyncRun
+from bridge.targets.google import GoogleTarget
+from tests.fakes.google_calendar import FakeGoogleCalendar
+
+CALENDAR = "Gestan RDV"
+
+
+@pytest.fixture
+def fake():
+    with FakeGoogleCalendar() as fake:
+        yield fake
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'gestan.db'}")
+    store.add_user("alice", "alice", timezone="Europe/Paris")
+    store.set_user("alice", settings={"google_calendar": CALENDAR})
+    return store
+
+
+@pytest.fixture
+def cal(fake):
+    return fake.add_calendar(CALENDAR, time_zone="Europe/Paris")
+
+
+def target(fake):
+    return GoogleTarget(fake.credentials(), "alice", CALENDAR, "Europe/Paris",
+                        api_url=fake.api_url, sleep=lambda s: None)
+
+
+def run(store, fake, direction, now=None, **options):
+    sync = SyncRun(store, "alice", target(fake), SyncOptions(**options), now=now)
+    return sync.pull() if direction == "open" else sync.push()
+
+
+def at(days: int, hour: int = 10):
+    return (now_utc() + timedelta(days=days)).replace(hour=hour, minute=0, second=0,
+                                                      microsecond=0)
+
+
+def gevent(days: int, summary: str, hour: int = 9, **extra):
+    start = at(days, hour)
+    return {"summary": summary,
+            "start": {"dateTime": start.isoformat() + "Z", "timeZone": "Europe/Paris"},
+            "end": {"dateTime": (start + timedelta(hours=1)).isoformat() + "Z",
+                    "timeZone": "Europe/Paris"}, **extra}
+
+
+def phone_ics(uid: str, start, summary: str, extra: str = "") -> str:
+    """What a phone PUTs: one event in Paris time, an hour long."""
+    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:phone\r\nBEGIN:VEVENT\r\n"
+            f"UID:{uid}\r\nDTSTAMP:20260101T000000Z\r\n"
+            f"DTSTART:{start:%Y%m%dT%H%M%S}Z\r\nDURATION:PT1H\r\nSUMMARY:{summary}\r\n"
+            f"{extra}END:VEVENT\r\nEND:VCALENDAR\r\n")
+
+
+def live(fake, cal):
+    return fake.events(cal, include_cancelled=False)
+
+
+def objects(store):
+    return store.calendar_listing(store.user("alice").id, with_ics=True)
+
+
+def subjects(store):
+    return sorted(a.event.subject for a in store.agenda("alice"))
+
+
+# ---------------------------------------------------------------- point 4
+
+def test_a_phone_move_out_of_the_window_is_pushed(store, fake, cal):
+    start = at(3)
+    store.add_action("alice", EventData(start=start, end=start + timedelta(hours=1),
+                                        tzid="Europe/Paris", subject="Plus tard"))
+    run(store, fake, "close")
+    [event] = live(fake, cal)
+    [obj] = objects(store)
+    later = start + timedelta(days=730)
+    store.put_object("alice", obj.href, phone_ics(obj.uid, later, "Plus tard"))
+    report = run(store, fake, "close")
+    assert report.remote.updated == 1, report.lines()
+    now = fake.event(cal, event["id"])
+    assert now["start"]["dateTime"].startswith(later.date().isoformat())
+
+
+def test_a_google_move_out_of_the_window_is_followed(store, fake, cal):
+    event = fake.insert_event(cal, gevent(2, "Repoussé"))
+    run(store, fake, "open")
+    far = gevent(800, "Repoussé")
+    fake.patch_event(cal, event["id"], {"start": far["start"], "end": far["end"]})
+    report = run(store, fake, "open")
+    assert report.gestan.updated == 1
+    [action] = store.agenda("alice", start=at(799), end=at(801))
+    assert action.event.subject == "Repoussé"
+
+
+# ---------------------------------------------------------------- point 3
+
+@pytest.mark.parametrize("shift_days", [800, -30])
+def test_an_occurrence_moved_out_of_the_window_does_not_come_back(store, fake, cal,
+                                                                 shift_days):
+    master = fake.insert_event(cal, gevent(1, "Cours", hour=8,
+                                           recurrence=["RRULE:FREQ=WEEKLY;COUNT=5"]))
+    service = fake.build_service()
+    [_, second, *_] = service.events().instances(calendarId=cal,
+                                                 eventId=master["id"]).execute()["items"]
+    far = gevent(shift_days, "Cours déplacé", hour=8)
+    service.events().patch(calendarId=cal, eventId=second["id"],
+                           body={"start": far["start"], "end": far["end"],
+                                 "summary": "Cours déplacé"}).execute()
+    run(store, fake, "open", days_back=0)
+    assert subjects(store) == ["Cours"] * 4, "the moved occurrence is not at its old time"
+    fake.expire_sync_tokens()
+    run(store, fake, "open")
+    assert subjects(store) == ["Cours"] * 4, "nor after a re-listing (410)"
