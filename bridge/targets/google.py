@@ -148,6 +148,8 @@ class GoogleTarget:
             self.requests.count += 1
             self.requests.by_kind[kind] = self.requests.by_kind.get(kind, 0) + 1
             try:
+                if isinstance(request, BatchHttpRequest):
+                    return request.execute()
                 return request.execute(num_retries=0)
             except RefreshError as exc:
                 raise self._refused_consent(exc) from None
@@ -259,15 +261,20 @@ class GoogleTarget:
             master = self._get(series_id)
             if master is not None:
                 masters[series_id] = master
+        # A series is read whole: a listing holds only the changed exceptions (incremental)
+        # or those whose *new* time is in the window (full), and an occurrence moved out of
+        # it must still replace its original slot.
+        series = [m for m in masters.values() if m.get("recurrence")
+                  and m.get("status") != "cancelled"
+                  and m.get("eventType", "default") == "default"]
+        whole = self._exceptions_of_many(series)
         for event_id, master in masters.items():
             if master.get("eventType", "default") != "default":
                 continue  # working locations, out of office, birthdays: not appointments
             if master.get("status") == "cancelled":
                 objects.append(RemoteObject(event_id, master.get("etag"), None))
                 continue
-            known = exceptions.get(event_id, [])
-            if master.get("recurrence") and not full:
-                known = self._exceptions_of(master)
+            known = whole.get(event_id, exceptions.get(event_id, []))
             try:
                 objects.append(self._remote(master, known))
             except (ValueError, KeyError, TypeError) as exc:  # reported, the rest goes on
@@ -286,6 +293,37 @@ class GoogleTarget:
     def _exceptions_of(self, master: dict) -> list[dict]:
         items, _ = self._pages(iCalUID=master["iCalUID"], showDeleted=True)
         return [i for i in items if i.get("recurringEventId") == master["id"]]
+
+    def _exceptions_of_many(self, masters: list[dict]) -> dict[str, list[dict]]:
+        """The exceptions of each series, wherever they were moved: the iCalUID listings go
+        in batches (one HTTP request per 50 series); a series with more than one page of
+        exceptions, or whose part failed, is read on its own."""
+        found: dict[str, list[dict]] = {}
+        alone: list[dict] = []
+        for first in range(0, len(masters), BATCH_SIZE):
+            chunk = masters[first:first + BATCH_SIZE]
+
+            def answer(request_id: str, response: Any, error: Exception | None,
+                       chunk: list[dict] = chunk) -> None:
+                master = chunk[int(request_id)]
+                if error is not None or response.get("nextPageToken"):
+                    alone.append(master)
+                    return
+                found[master["id"]] = [i for i in response.get("items", [])
+                                       if i.get("recurringEventId") == master["id"]]
+
+            batch = BatchHttpRequest(callback=answer, batch_uri=self.batch_uri)
+            for n, master in enumerate(chunk):
+                batch.add(self._events().list(
+                    calendarId=self.calendar_id, iCalUID=master["iCalUID"], showDeleted=True,
+                    maxResults=PAGE_SIZE), request_id=str(n))
+            try:
+                self._execute(batch, "batch")
+            except HttpError:
+                alone.extend(m for m in chunk if m["id"] not in found and m not in alone)
+        for master in alone:
+            found[master["id"]] = self._exceptions_of(master)
+        return found
 
     def _remote(self, master: dict, exceptions: list[dict]) -> RemoteObject:
         private = (master.get("extendedProperties") or {}).get("private") or {}
