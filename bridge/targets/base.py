@@ -83,6 +83,20 @@ class RequestCounter:
 
 
 class Target(Protocol):
+    """A remote calendar as the engine sees it (tests/test_target_contract.py checks it).
+
+    Creates must be safe to retry (issue 8, point 9): a run may crash after the remote made
+    an object but before the engine heard of it, and the next run sends the same CREATE.
+    Every target stamps the Gestan UID (``WriteOp.uid``) on what it writes, and recognises
+    a retried create instead of making a duplicate, answering
+    ``WriteResult(op, remote=<the existing object>, error=WriteError.EXISTS)``:
+
+    - with client-chosen ids (Google): the id is derived from the Gestan UID, stable across
+      runs, so the retried insert is refused (409) and the existing object is fetched;
+    - without them (EWS, Graph, the in-memory target): before creating, look the stamped
+      Gestan UID up on the remote (an extended property) and answer with what is found.
+    """
+
     name: str
     requests: RequestCounter
 
