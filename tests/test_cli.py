@@ -89,3 +89,22 @@ def test_bad_arguments_give_one_line_and_fail(db_url, args):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("gestan-bridge: error:")
     assert "Traceback" not in result.stderr
+
+
+def test_a_command_that_fails_after_printing_exits_non_zero(db_url, tmp_path):
+    """``typer.Exit(n)`` inside a command ends the process with status n (an import where
+    every entry is rejected reports them, then fails)."""
+    run(db_url, "users", "add", "hugo", "--password", "pw")
+    ics = tmp_path / "bad.ics"
+    ics.write_text("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n"
+                   "BEGIN:VTODO\r\nUID:todo-1\r\nSUMMARY:Tache\r\nEND:VTODO\r\n"
+                   "END:VCALENDAR\r\n", encoding="utf-8")
+    result = run(db_url, "agenda", "import", "--user", "hugo", str(ics))
+    assert "0 added, 0 updated, 1 rejected" in result.stdout
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_exits_zero(db_url):
+    result = run(db_url, "sync", "--help")
+    assert result.returncode == 0 and "open" in result.stdout

@@ -249,9 +249,12 @@ def agenda_import(user: UserOption, file: Annotated[Path, typer.Argument(
 
 # ------------------------------------------------------------------ entry point
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; the process's exit status is the value returned."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="gestan-bridge", standalone_mode=False)
+        # Without standalone mode, click returns a command's ``typer.Exit(n)`` as ``n`` (and
+        # a command's own return value, None for ours) instead of exiting.
+        status = command.main(args=argv, prog_name="gestan-bridge", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             problems = "; ".join(f"{e.get('input')!r}: {e.get('msg')}" for e in exc.errors())
             return _fail(f"invalid value {problems}", 2)
         raise
-    return 0
+    return status if isinstance(status, int) and not isinstance(status, bool) else 0
 
 
 def _fail(message: str, code: int = 1) -> int:
