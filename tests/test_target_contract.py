@@ -1,0 +1,442 @@
+"""The Target contract (issue 8, point 10; vdirsyncer's ``StorageTests`` is the model).
+
+One set of behaviour tests, run against every target through the ``remote`` fixture of
+:mod:`tests.remotes`: listings, deltas, expired states, creates retried after a crash,
+If-Match, deletes, series with exceptions, foreign uids, fields the engine does not own.
+Each test checks what the remote itself holds, not only what the target answers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from icalendar import Calendar, Event
+
+from bridge.ical import parse_object
+from bridge.ical.content import content_key
+from bridge.ical.model import InvalidObject
+from bridge.ical.series import expand
+from bridge.ical.timezones import now_utc, zone
+from bridge.store import open_store
+from bridge.sync.engine import SyncRun
+from bridge.targets.base import (
+    Listing,
+    RemoteObject,
+    Target,
+    TargetStopped,
+    WriteError,
+    WriteKind,
+    WriteOp,
+    WriteResult,
+)
+from tests.remotes import FAR, TZ, Remote, at, local, remote_fixture, utc, window  # noqa: F401
+
+UID = "rdv-1@gestan"
+
+
+# ---------------------------------------------------------------------- helpers
+
+def vcalendar(uid: str, summary: str, start: datetime, *, hours: int = 1,
+              rrule: str | None = None, moved: dict[datetime, tuple[datetime, str]] | None = None,
+              cancelled: tuple[datetime, ...] = ()) -> str:
+    """One object as Gestan holds it: a single event, or a series with overrides
+    (``moved``: original start -> (new start, summary)) and EXDATEs (``cancelled``)."""
+    calendar = Calendar()
+    calendar.add("PRODID", "-//gestan-bridge tests//FR")
+    calendar.add("VERSION", "2.0")
+
+    def vevent(begin: datetime, title: str, rid: datetime | None = None) -> Event:
+        event = Event()
+        event.add("UID", uid)
+        event.add("DTSTAMP", datetime(2024, 1, 1, tzinfo=zone("UTC")))
+        if rid is not None:
+            event.add("RECURRENCE-ID", local(rid))
+        event.add("DTSTART", local(begin))
+        event.add("DTEND", local(begin + timedelta(hours=hours)))
+        event.add("SUMMARY", title)
+        return event
+
+    master = vevent(start, summary)
+    if rrule:
+        master.add("RRULE", dict(part.split("=", 1) for part in rrule.split(";")))
+    for original in cancelled:
+        master.add("EXDATE", local(original))
+    calendar.add_component(master)
+    for original, (begin, title) in (moved or {}).items():
+        calendar.add_component(vevent(begin, title, rid=original))
+    return calendar.to_ical().decode()
+
+
+def weekly(first: datetime, k: int) -> datetime:
+    """The k-th weekly occurrence after ``first`` at the same wall time in ``TZ``."""
+    wall = local(first).replace(tzinfo=None) + timedelta(weeks=k)
+    return utc(wall.replace(tzinfo=zone(TZ)))
+
+
+def key(ics: str | None) -> str:
+    assert ics is not None
+    return content_key(ics, TZ)
+
+
+def summary(ics: str | None) -> str:
+    assert ics is not None
+    return parse_object(ics, TZ).master.subject
+
+
+def bound(remote: Remote, reference: str | None = None) -> Target:
+    """A fresh target for one run, its calendar found (from the cached reference if any)."""
+    target = remote.target()
+    target.bind(reference)
+    return target
+
+
+def write(target: Target, *ops: WriteOp) -> list[WriteResult]:
+    results: list[WriteResult] = []
+    target.write(list(ops), results.append)
+    return results
+
+
+def create(remote: Remote, ics: str, uid: str = UID) -> RemoteObject:
+    [result] = write(bound(remote), WriteOp(WriteKind.CREATE, uid, ics))
+    assert result.error is None and result.remote is not None, result
+    return result.remote
+
+
+def live_ids(listing: Listing) -> set[str]:
+    return {o.remote_id for o in listing.objects if o.ics is not None}
+
+
+def summaries(remote: Remote) -> list[str]:
+    return sorted(seen.summary for seen in remote.live())
+
+
+# ---------------------------------------------------------------------- listings
+
+def test_full_listing_holds_what_overlaps_the_window(remote: Remote):
+    soon = remote.add("Dentiste", at(2))
+    running = remote.add("Hebdo", at(-20, 8), rrule="FREQ=WEEKLY;COUNT=10")
+    remote.add("Trop loin", at(500))
+    remote.add("Passé", at(-10))
+    listing = bound(remote).list_changes(None, window())
+    assert listing.full and listing.state
+    assert live_ids(listing) == {soon, running}
+    by_id = {o.remote_id: o for o in listing.objects}
+    assert summary(by_id[soon].ics) == "Dentiste"
+    assert parse_object(by_id[running].ics or "", TZ).is_series
+    assert all(o.etag for o in listing.objects)
+    assert len(remote.live()) == 4, "listing changes nothing remotely"
+
+
+def test_delta_lists_changes_and_deletions_then_nothing(remote: Remote):
+    a, b = remote.add("A", at(2)), remote.add("B", at(3))
+    c = remote.add("C", at(4))
+    target = remote.target()
+    reference = target.bind(None)
+    first = target.list_changes(None, window())
+    assert live_ids(first) == {a, b, c}
+    remote.edit(a, summary="A modifié")
+    remote.delete(b)
+    d = remote.add("D", at(5))
+    delta = bound(remote, reference).list_changes(first.state, window())
+    assert not delta.full
+    by_id = {o.remote_id: o for o in delta.objects}
+    assert set(by_id) == {a, b, d}, "the unchanged C is not listed"
+    assert by_id[b].ics is None, "a deletion is a positive signal"
+    assert summary(by_id[a].ics) == "A modifié" and summary(by_id[d].ics) == "D"
+    assert summaries(remote) == ["A modifié", "C", "D"]
+    before = remote.request_count
+    target = bound(remote, reference)
+    again = target.list_changes(delta.state, window())
+    assert again.objects == [] and not again.full
+    assert remote.request_count - before == target.requests.count == 1
+
+
+def test_delta_follows_an_object_moved_out_of_the_window(remote: Remote):
+    event = remote.add("Reporté", at(3))
+    target = remote.target()
+    reference = target.bind(None)
+    first = target.list_changes(None, window())
+    remote.edit(event, start=at(700))
+    delta = bound(remote, reference).list_changes(first.state, window())
+    [moved] = delta.objects
+    assert moved.remote_id == event
+    assert parse_object(moved.ics or "", TZ).master.start == at(700)
+
+
+def test_expired_state_gives_a_full_listing_flagged_full(remote: Remote):
+    a, b = remote.add("A", at(2)), remote.add("B", at(3))
+    target = remote.target()
+    reference = target.bind(None)
+    first = target.list_changes(None, window())
+    remote.delete(b)
+    c = remote.add("C", at(4))
+    remote.expire_state()
+    listing = bound(remote, reference).list_changes(first.state, window())
+    assert listing.full, "the caller must not read absence as deletion"
+    assert live_ids(listing) == {a, c} == {s.remote_id for s in remote.live()}
+    assert all(o.ics is None for o in listing.objects if o.remote_id not in (a, c))
+    remote.edit(c, summary="C modifié")  # the new state is a working one
+    delta = bound(remote, reference).list_changes(listing.state, window())
+    assert not delta.full and [o.remote_id for o in delta.objects] == [c]
+
+
+def test_an_unreadable_object_is_reported_not_dropped_silently(remote: Remote):
+    readable = remote.add("Lisible", at(2))
+    minutely = remote.add("Chaque minute", at(3), rrule="FREQ=MINUTELY;COUNT=30")
+    listing = bound(remote).list_changes(None, window())
+    by_id = {o.remote_id: o for o in listing.objects}
+    assert summary(by_id.pop(readable).ics) == "Lisible"
+    # reported by the target, or handed over as a text our parser refuses with a reason
+    reported = [remote_id for remote_id, _ in listing.unreadable]
+    for remote_id, listed in by_id.items():
+        with pytest.raises(InvalidObject, match="MINUTELY"):
+            parse_object(listed.ics or "", TZ)
+        reported.append(remote_id)
+    assert reported == [minutely]
+    assert len(remote.live()) == 2
+
+
+def test_an_object_made_by_another_client_has_no_foreign_uid(remote: Remote):
+    remote.add("Autre client", at(2))
+    [listed] = bound(remote).list_changes(None, window()).objects
+    assert listed.foreign_uid is None
+
+
+# ---------------------------------------------------------------------- writes
+
+def test_create_then_fetch_and_list_with_the_foreign_uid(remote: Remote):
+    ics = vcalendar(UID, "Client Dupont", at(3))
+    made = create(remote, ics)
+    assert made.foreign_uid == UID and made.etag and made.remote_id
+    assert key(made.ics) == key(ics)
+    [seen] = remote.live()
+    assert (seen.remote_id, seen.summary, seen.start) == (made.remote_id, "Client Dupont",
+                                                          at(3))
+    fetched = bound(remote).fetch(made.remote_id)
+    assert fetched is not None
+    assert (fetched.etag, fetched.foreign_uid, key(fetched.ics)) == (made.etag, UID, key(ics))
+    [listed] = bound(remote).list_changes(None, window()).objects
+    assert (listed.remote_id, listed.foreign_uid) == (made.remote_id, UID)
+
+
+def test_fetch_of_an_unknown_id_is_none(remote: Remote):
+    assert bound(remote).fetch("unknown0000000000") is None
+
+
+@pytest.mark.parametrize("lost", ["crash after the remote's commit", "answer ignored"])
+def test_create_retried_after_a_lost_answer_gives_exists_not_a_duplicate(remote: Remote,
+                                                                          lost: str):
+    ics = vcalendar(UID, "Une fois", at(2))
+    op = WriteOp(WriteKind.CREATE, UID, ics, local_id=7)
+    target = bound(remote)
+    if lost.startswith("crash"):
+        remote.fail_next(1, after_apply=True)
+        heard: list[WriteResult] = []
+        with pytest.raises(TargetStopped):
+            target.write([op], heard.append)
+        assert heard == [], "the caller never heard of it"
+    else:
+        write(target, op)
+    [made] = remote.live()
+    [again] = write(bound(remote), op)
+    assert again.error is WriteError.EXISTS and again.op == op
+    assert again.remote is not None and again.remote.remote_id == made.remote_id
+    assert again.remote.foreign_uid == UID and key(again.remote.ics) == key(ics)
+    assert [s.remote_id for s in remote.live()] == [made.remote_id], "no duplicate"
+
+
+def test_update_with_the_current_etag_changes_the_etag(remote: Remote):
+    made = create(remote, vcalendar(UID, "Version 1", at(3)))
+    ics = vcalendar(UID, "Version 2", at(3, 15))
+    [result] = write(bound(remote), WriteOp(WriteKind.UPDATE, UID, ics, made.remote_id,
+                                            made.etag))
+    assert result.error is None and result.remote is not None
+    assert result.remote.remote_id == made.remote_id and result.remote.etag != made.etag
+    assert key(result.remote.ics) == key(ics) and result.remote.foreign_uid == UID
+    [seen] = remote.live()
+    assert (seen.summary, seen.start) == ("Version 2", at(3, 15))
+
+
+def test_update_with_a_stale_etag_is_refused_and_the_remote_unchanged(remote: Remote):
+    made = create(remote, vcalendar(UID, "Version 1", at(3)))
+    remote.edit(made.remote_id, summary="Autre client")
+    [result] = write(bound(remote), WriteOp(
+        WriteKind.UPDATE, UID, vcalendar(UID, "Version Gestan", at(3)), made.remote_id,
+        made.etag))
+    assert result.error is WriteError.PRECONDITION
+    assert summaries(remote) == ["Autre client"]
+    current = bound(remote).fetch(made.remote_id)
+    assert current is not None and current.etag != made.etag
+    assert summary(current.ics) == "Autre client"
+
+
+def test_delete_then_the_delta_shows_it(remote: Remote):
+    made = create(remote, vcalendar(UID, "Annulé", at(4)))
+    target = remote.target()
+    reference = target.bind(None)
+    first = target.list_changes(None, window())
+    [result] = write(bound(remote, reference), WriteOp(
+        WriteKind.DELETE, UID, None, made.remote_id, made.etag))
+    assert result.error is None
+    assert remote.live() == []
+    gone = bound(remote, reference).fetch(made.remote_id)
+    assert gone is None or gone.ics is None
+    delta = bound(remote, reference).list_changes(first.state, window())
+    assert [(o.remote_id, o.ics) for o in delta.objects] == [(made.remote_id, None)]
+
+
+def test_delete_of_a_gone_object_is_gone(remote: Remote):
+    made = create(remote, vcalendar(UID, "Déjà supprimé", at(4)))
+    remote.delete(made.remote_id)
+    [unconditional] = write(bound(remote), WriteOp(
+        WriteKind.DELETE, UID, None, made.remote_id, None))
+    assert unconditional.error is WriteError.GONE
+    [conditional] = write(bound(remote), WriteOp(
+        WriteKind.DELETE, UID, None, made.remote_id, made.etag))
+    # Either answer sends the caller to the same place: the object is confirmed gone.
+    assert conditional.error in (WriteError.GONE, WriteError.PRECONDITION)
+    if conditional.error is WriteError.PRECONDITION:
+        gone = bound(remote).fetch(made.remote_id)
+        assert gone is None or gone.ics is None
+    assert remote.live() == []
+
+
+def test_remote_down_stops_the_run_and_writes_nothing(remote: Remote):
+    target = bound(remote)
+    remote.fail_next(1)
+    with pytest.raises(TargetStopped):
+        target.list_changes(None, window())
+    remote.fail_next(1)
+    with pytest.raises(TargetStopped):
+        write(target, WriteOp(WriteKind.CREATE, UID, vcalendar(UID, "Plus tard", at(2))))
+    assert remote.live() == []
+    assert live_ids(bound(remote).list_changes(None, window())) == set(), "up again"
+
+
+def test_bind_by_name_cached_and_unknown(remote: Remote):
+    target = remote.target()
+    reference = target.bind(None)
+    before = remote.request_count
+    assert bound(remote, reference).requests.count == 0, "a cached reference costs nothing"
+    assert remote.request_count == before
+    with pytest.raises(LookupError, match="Agenda inconnu"):
+        remote.target("Agenda inconnu").bind(None)
+
+
+# ---------------------------------------------------------------------- series
+
+def series_ics(first: datetime) -> str:
+    """Weekly × 6; the 2nd occurrence moved to another day and hour, the 3rd cancelled."""
+    return vcalendar(UID, "Hebdo", first, rrule="FREQ=WEEKLY;COUNT=6",
+                     moved={weekly(first, 1): (weekly(first, 1) + timedelta(days=1, hours=6),
+                                               "Hebdo (déplacé)")},
+                     cancelled=(weekly(first, 2),))
+
+
+def test_series_with_a_moved_and_a_cancelled_occurrence_round_trips(remote: Remote):
+    first = at(1, 8)
+    ics = series_ics(first)
+    made = create(remote, ics)
+    assert key(made.ics) == key(ics)
+    fetched = bound(remote).fetch(made.remote_id)
+    assert fetched is not None and key(fetched.ics) == key(ics)
+    [listed] = bound(remote).list_changes(None, window()).objects
+    assert key(listed.ics) == key(ics)
+    assert [s.remote_id for s in remote.live()] == [made.remote_id], "one series, no copies"
+    assert remote.occurrences(made.remote_id) == [
+        ("Hebdo", first), ("Hebdo (déplacé)", weekly(first, 1) + timedelta(days=1, hours=6)),
+        *[("Hebdo", weekly(first, k)) for k in (3, 4, 5)]]
+
+
+def test_series_update_changes_exactly_the_occurrences_it_says(remote: Remote):
+    first = at(1, 8)
+    made = create(remote, series_ics(first))
+    # Gestan puts the moved occurrence back and cancels the 5th instead of the 3rd
+    ics = vcalendar(UID, "Hebdo", first, rrule="FREQ=WEEKLY;COUNT=6",
+                    cancelled=(weekly(first, 4),))
+    [result] = write(bound(remote), WriteOp(WriteKind.UPDATE, UID, ics, made.remote_id,
+                                            made.etag))
+    assert result.error is None and result.remote is not None
+    assert key(result.remote.ics) == key(ics)
+    assert remote.occurrences(made.remote_id) == [
+        ("Hebdo", weekly(first, k)) for k in (0, 1, 2, 3, 5)]
+    fetched = bound(remote).fetch(made.remote_id)
+    assert fetched is not None and key(fetched.ics) == key(ics)
+
+
+def test_a_series_edited_by_another_client_reads_as_the_remote_expands_it(remote: Remote):
+    first = at(2, 9)
+    series = remote.add("Cours", first, rrule="FREQ=WEEKLY;COUNT=5")
+    remote.edit_occurrence(series, weekly(first, 1), summary="Cours (salle B)",
+                           start=weekly(first, 1) + timedelta(hours=2))
+    remote.cancel_occurrence(series, weekly(first, 3))
+    [listed] = bound(remote).list_changes(None, window()).objects
+    parsed = parse_object(listed.ics or "", TZ)
+    assert parsed.is_series
+    now = now_utc()
+    read = sorted(((e.subject, e.start) for e in expand(
+        parsed.series_ics or "", now - FAR, now + FAR, TZ) if e.status != "CANCELLED"),
+        key=lambda o: o[1])
+    assert read == remote.occurrences(series)
+    assert read == [("Cours", first), ("Cours (salle B)", weekly(first, 1) + timedelta(hours=2)),
+                    ("Cours", weekly(first, 2)), ("Cours", weekly(first, 4))]
+
+
+# ---------------------------------------------------------------------- fields
+
+def test_fields_the_engine_does_not_own_survive_an_update(remote: Remote,
+                                                          request: pytest.FixtureRequest):
+    if remote.kind == "google":
+        request.applymarker(pytest.mark.xfail(
+            strict=True, reason="issue 8 point 1: full replace on update"))
+    made = create(remote, vcalendar(UID, "Avec invités", at(3)))
+    extras = remote.set_extras(made.remote_id)
+    current = bound(remote).fetch(made.remote_id)
+    assert current is not None
+    [result] = write(bound(remote), WriteOp(
+        WriteKind.UPDATE, UID, vcalendar(UID, "Avec invités (modifié)", at(3)),
+        made.remote_id, current.etag))
+    assert result.error is None
+    assert summaries(remote) == ["Avec invités (modifié)"]
+    assert remote.extras(made.remote_id) == extras
+
+
+# ---------------------------------------------------------------------- engine
+
+def test_the_engine_runs_on_every_remote(remote: Remote, tmp_path):
+    """How an engine test uses the fixture: a close, another client's edit, an open."""
+    store = open_store(f"sqlite:///{tmp_path / 'gestan.db'}")
+    store.add_user("alice", "alice", timezone=TZ)
+    store.put_object("alice", "rdv.ics", vcalendar(UID, "Client Dupont", at(2)))
+    report = SyncRun(store, "alice", remote.target()).push()
+    assert report.status == "ok" and report.remote.created == 1, report.message
+    [seen] = remote.live()
+    assert (seen.summary, seen.start) == ("Client Dupont", at(2))
+    remote.edit(seen.remote_id, summary="Client Dupont (déplacé)")
+    report = SyncRun(store, "alice", remote.target()).pull()
+    assert report.status == "ok" and report.gestan.updated == 1, report.message
+    assert [a.event.subject for a in store.agenda("alice")] == ["Client Dupont (déplacé)"]
+    again = SyncRun(store, "alice", remote.target()).push()
+    assert (again.remote.created, again.remote.updated) == (0, 0)
+
+
+def test_a_close_crashed_after_the_remote_created_makes_no_duplicate(remote: Remote,
+                                                                     tmp_path):
+    """Point 9 through the engine: the first close dies right after the remote made the
+    object; the next close finds it (Google: its id; others: the stamped Gestan UID)."""
+    store = open_store(f"sqlite:///{tmp_path / 'gestan.db'}")
+    store.add_user("alice", "alice", timezone=TZ)
+    store.put_object("alice", "rdv.ics", vcalendar(UID, "Une fois", at(2)))
+    target = remote.target()
+    # the calendar found beforehand, so that the request that fails is the create
+    store.save_sync_state(store.user("alice").id, target.name,
+                          calendar_id=remote.target().bind(None))
+    remote.fail_next(1, after_apply=True)
+    crashed = SyncRun(store, "alice", target).push()
+    assert crashed.status == "stopped" and len(remote.live()) == 1
+    report = SyncRun(store, "alice", remote.target()).push()
+    assert report.status == "ok", report.message
+    assert [s.summary for s in remote.live()] == ["Une fois"], "no duplicate"
+    again = SyncRun(store, "alice", remote.target()).push()
+    assert (again.remote.created, again.remote.updated) == (0, 0)
