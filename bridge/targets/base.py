@@ -52,6 +52,10 @@ class WriteOp:
     remote_id: str | None = None  # update / delete (create: the target chooses, stably)
     etag: str | None = None      # If-Match: the version we last saw; None: unconditional
     local_id: int = 0            # the caller's own key for the object (opaque to targets)
+    # update only: the remote's version this write replaces, as just read; the target then
+    # writes only the occurrences (master, exceptions, cancelled instances) that differ
+    # from it. None: write every field Gestan owns (never the fields it does not own).
+    base: str | None = None
 
 
 class WriteError(StrEnum):
@@ -73,6 +77,18 @@ class TargetStopped(Exception):
     """The run cannot go on (quota exhausted, consent revoked, remote down after retries).
 
     Everything applied before it is recorded; the next run finishes the job."""
+
+
+class ReconnectNeeded(TargetStopped):
+    """The remote refuses the stored consent or credentials (revoked, expired, deleted
+    client): only the user can cure it. The message names the command that reconnects."""
+
+
+class CalendarNotFound(LookupError):
+    """The calendar named in the user's settings does not exist (any more) in the remote
+    account; the message lists the calendars found. Raised by ``bind`` or by a later call
+    when the calendar vanished: the caller forgets the cached reference, so that the next
+    run looks the name up again."""
 
 
 @dataclass
@@ -99,10 +115,18 @@ class Target(Protocol):
 
     name: str
     requests: RequestCounter
+    # iCalendar properties it carries beyond times, texts, status and recurrence (e.g.
+    # "VALARM", "ATTENDEE", "CATEGORIES"): their edits there are changes, and the remote's
+    # value of them wins on open; what it does not carry is kept from Gestan's version.
+    carries: frozenset[str]
 
     def bind(self, cached: str | None) -> str:
         """Find the remote calendar; ``cached`` is what an earlier run returned (an opaque
         reference kept in the sync state), so that it is looked up once, not every run."""
+
+    def list_window(self, window: Window) -> Listing:
+        """Every object with an instance in ``window`` (no state kept): the slice of time
+        that entered the sync window since the last run."""
 
     def list_changes(self, state: str | None, window: Window) -> Listing:
         """Changes since ``state`` (None or expired: a full listing of ``window``)."""

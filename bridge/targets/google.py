@@ -31,6 +31,7 @@ from bridge.ical import parse_object
 from bridge.ical.series import expand
 from bridge.ical.timezones import rid_instant
 from bridge.targets.base import (
+    CalendarNotFound,
     Listing,
     RemoteObject,
     RequestCounter,
@@ -56,10 +57,6 @@ BATCH_SIZE = 50       # Google's advice for calendar batches
 MAX_TRIES = 6
 RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
 FOREIGN_KEY = "gestanUid"
-
-
-class CalendarNotFound(LookupError):
-    """The calendar named in the user's settings is not in the account's list."""
 
 
 def stable_id(login: str, uid: str) -> str:

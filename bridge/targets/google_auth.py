@@ -31,6 +31,8 @@ from google.auth.exceptions import GoogleAuthError as _LibraryAuthError
 from google.auth.exceptions import RefreshError, TransportError
 from google.oauth2.credentials import Credentials
 
+from bridge.targets.base import ReconnectNeeded  # raised here, neutral (a TargetStopped)
+
 __all__ = ["SCOPES", "ConnectError", "Connection", "ReconnectNeeded", "connect_installed_app",
            "connection", "disconnect", "import_authorized_user", "load_credentials",
            "open_in_browser", "save_credentials", "token_dir", "token_path"]
@@ -44,10 +46,6 @@ API_URL_ENV = "GESTAN_BRIDGE_GOOGLE_API_URL"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 # Reasons of a token endpoint refusal that only a new consent can cure.
 _RECONNECT_ERRORS = ("invalid_grant", "invalid_client", "unauthorized_client", "invalid_scope")
-
-
-class ReconnectNeeded(Exception):
-    """The stored consent cannot be used: the user must run ``google connect`` again."""
 
 
 class ConnectError(Exception):
