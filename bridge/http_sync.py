@@ -1,9 +1,30 @@
 """``POST /bridge/sync/open`` and ``/bridge/sync/close``: Gestan's open/close hooks calling
 the running server. HTTP Basic with the user's own credentials (an admin may name another
-user); the answer is the run report as JSON, the same as the CLI prints.
+user).
 
 Body (JSON, optional): ``{"user": "bob", "target": "google", "dry_run": false,
-"allow_mass_delete": false, "days_back": 0}``; query parameters work too.
+"allow_mass_delete": false, "days_back": 0}``; query parameters work too. Without ``target``
+(or with ``"all"``) every target the user has set up runs, one after the other.
+
+Every answer is one JSON object of the same shape, ``{"status", "exit_code", "error",
+"runs": [report, ...]}``, the exit code being the CLI's:
+
+====  ==========  =========  ==================================================================
+HTTP  status      exit_code  when
+====  ==========  =========  ==================================================================
+200   ok          0          every run finished
+207   skipped     3          every run finished, some items skipped (``runs[].skipped``)
+409   stopped     1          a run stopped (quota, mass-delete guard, reconnect needed, remote
+                             down, calendar not found) or another sync of the user is running;
+                             ``runs`` says what was done before, ``error`` why it stopped
+422   stopped     1          nothing could run: unknown target, none set up (``error`` says how)
+4xx   refused     2          the request itself: 400 bad parameter, 401, 403, 404 no such user,
+                             405, 413
+500   failed      1          unexpected error (details in the server's log only)
+====  ==========  =========  ==================================================================
+
+Status lines are the standard reason phrases; bodies carry our own messages, never an
+exception's text.
 """
 
 from __future__ import annotations
@@ -16,18 +37,25 @@ import urllib.parse
 from http import client
 
 from bridge.store import Store
-from bridge.sync.engine import MassDelete, SyncBusy, SyncOptions
+from bridge.sync.engine import SyncOptions
+from bridge.sync.report import EXIT_OK, EXIT_SKIPPED, EXIT_STOPPED
 from bridge.sync.runner import SyncSetupError, run_sync
 
 PREFIX = "/bridge/sync/"
 MAX_BODY = 64 * 1024
+EXIT_REFUSED = 2
+HTTP_STATUS = {EXIT_OK: 200, EXIT_SKIPPED: 207, EXIT_STOPPED: 409}
 logger = logging.getLogger("gestan_bridge")
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
+    """The request is answered with ``status`` and ``message`` (no run result)."""
+
+    def __init__(self, status: int, message: str, headers: dict | None = None, *,
+                 outcome: str = "refused", exit_code: int = EXIT_REFUSED) -> None:
         super().__init__(message)
         self.status, self.message, self.headers = status, message, headers or {}
+        self.outcome, self.exit_code = outcome, exit_code
 
 
 def _answer(start_response, status: int, payload: dict, headers: dict | None = None):
@@ -70,20 +98,24 @@ class SyncTrigger:
             options = SyncOptions(dry_run=_flag(params.get("dry_run")),
                                   allow_mass_delete=_flag(params.get("allow_mass_delete")),
                                   days_back=days_back)
+            target = params.get("target")
+            if target is not None and not isinstance(target, str):
+                raise _Refused(400, "target must be a target's name or \"all\"")
             try:
-                report = run_sync(self.store, login, direction,
-                                  str(params.get("target") or "google"), options)
-            except SyncBusy as exc:
-                raise _Refused(409, str(exc)) from None
-            except (SyncSetupError, MassDelete) as exc:
-                raise _Refused(422, str(exc)) from None
+                result = run_sync(self.store, login, direction, target or None, options)
+            except SyncSetupError as exc:
+                raise _Refused(422, str(exc), outcome="stopped",
+                               exit_code=EXIT_STOPPED) from None
         except _Refused as refused:
-            return _answer(start_response, refused.status, {"error": refused.message},
-                           refused.headers)
-        except Exception as exc:  # the report of a failed run is in the audit log
+            return _answer(start_response, refused.status, {
+                "status": refused.outcome, "exit_code": refused.exit_code,
+                "error": refused.message, "runs": []}, refused.headers)
+        except Exception:  # the report of a failed run is in the audit log
             logger.exception("sync trigger failed")
-            return _answer(start_response, 500, {"error": f"{type(exc).__name__}: {exc}"})
-        return _answer(start_response, 200, report.to_dict())
+            return _answer(start_response, 500, {
+                "status": "failed", "exit_code": EXIT_STOPPED,
+                "error": "internal error: see the server's log", "runs": []})
+        return _answer(start_response, HTTP_STATUS[result.exit_code], result.to_dict())
 
     def _caller(self, environ):
         header = environ.get("HTTP_AUTHORIZATION", "")
@@ -113,8 +145,8 @@ class SyncTrigger:
         if raw.strip():
             try:
                 body = json.loads(raw)
-            except ValueError as exc:
-                raise _Refused(400, f"the body must be JSON: {exc}") from None
+            except ValueError:
+                raise _Refused(400, "the body must be JSON") from None
             if not isinstance(body, dict):
                 raise _Refused(400, "the body must be a JSON object")
             params.update(body)

@@ -1,5 +1,6 @@
 """``gestan-bridge google connect`` and ``sync open|close|log`` as a user types them, against
-the Google fake reached through the documented environment overrides."""
+the Google fake reached through the documented environment overrides; exit status 0 (ok),
+3 (finished, items skipped) and 1 (stopped) on every path."""
 
 from __future__ import annotations
 
@@ -8,13 +9,80 @@ import os
 import shutil
 import subprocess
 import sys
-from datetime import date, timedelta
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
 
 import pytest
 
+from bridge import targets
+from bridge.cli.main import main
+from bridge.store import open_store
+from bridge.targets import TargetKind
+from bridge.targets.base import (
+    Listing,
+    RemoteObject,
+    RequestCounter,
+    TargetStopped,
+    Window,
+    WriteKind,
+    WriteOp,
+    WriteResult,
+)
+from bridge.targets.google_auth import save_credentials
 from tests.fakes.google_calendar import FakeGoogleCalendar
 
 CALENDAR = "Gestan RDV"
+
+
+class MemoryTarget:
+    """A second kind of target for the runner's tests: keeps what is pushed, pulls nothing,
+    and stops every call with ``stop`` once it is set."""
+
+    name = "memo"
+
+    def __init__(self) -> None:
+        self.requests = RequestCounter()
+        self.objects: dict[str, str | None] = {}
+        self.stop: str | None = None
+
+    def _call(self) -> None:
+        self.requests.count += 1
+        if self.stop:
+            raise TargetStopped(self.stop)
+
+    def bind(self, cached: str | None) -> str:
+        return "memo"
+
+    def list_changes(self, state: str | None, window: Window) -> Listing:
+        self._call()
+        return Listing([], "memo-state", full=state is None)
+
+    def fetch(self, remote_id: str) -> RemoteObject | None:
+        self._call()
+        ics = self.objects.get(remote_id)
+        return RemoteObject(remote_id, "1", ics) if ics else None
+
+    def write(self, ops: Sequence[WriteOp], on_result: Callable[[WriteResult], None]) -> None:
+        for op in ops:
+            self._call()
+            remote_id = op.remote_id or op.uid
+            if op.kind is WriteKind.DELETE:
+                self.objects.pop(remote_id, None)
+                on_result(WriteResult(op))
+                continue
+            self.objects[remote_id] = op.ics
+            on_result(WriteResult(op, remote=RemoteObject(remote_id, str(len(self.objects)),
+                                                          op.ics, op.uid)))
+
+
+def memory_kind(monkeypatch) -> MemoryTarget:
+    """Register "memo" after Google for this test (set up when the user's settings say
+    ``memo``); every build answers the same MemoryTarget."""
+    memo = MemoryTarget()
+    monkeypatch.setitem(targets._KINDS, "memo", TargetKind(
+        "memo", "Memo", lambda user: None if user.settings.get("memo") else "set memo",
+        lambda user: memo))
+    return memo
 
 
 @pytest.fixture
@@ -42,12 +110,12 @@ def test_connect_push_pull_dry_run_and_log(env):
     fake, cal, variables, tmp = env
     assert cli(variables, "users", "add", "alice", "--password", "pw").returncode == 0
     no_calendar = cli(variables, "sync", "close", "--user", "alice")
-    assert no_calendar.returncode != 0 and "--google-calendar" in no_calendar.stderr
+    assert no_calendar.returncode == 1 and "--google-calendar" in no_calendar.stderr
     assert no_calendar.stderr.count("\n") == 1
     not_connected = cli(variables, "users", "set", "alice", "--google-calendar", CALENDAR)
     assert not_connected.returncode == 0
     result = cli(variables, "sync", "open", "--user", "alice")
-    assert result.returncode != 0 and "google connect" in result.stderr
+    assert result.returncode == 1 and "google connect" in result.stderr
     connected = cli(variables, "google", "connect", "--user", "alice",
                     "--authorized-user-file", str(tmp / "au.json"))
     assert connected.returncode == 0, connected.stderr
@@ -68,6 +136,7 @@ def test_connect_push_pull_dry_run_and_log(env):
     fake.patch_event(cal, event["id"], {"summary": "Client Dupont (Google)"})
     pulled = cli(variables, "sync", "open", "--user", "alice")
     assert "gestan: 0 created, 1 updated" in pulled.stdout, pulled.stdout + pulled.stderr
+    assert pulled.returncode == 0
     assert "Client Dupont (Google)" in cli(variables, "agenda", "list", "--user",
                                            "alice").stdout
     log = cli(variables, "sync", "log", "--user", "alice")
@@ -81,6 +150,7 @@ def test_connect_push_pull_dry_run_and_log(env):
     cli(variables, "agenda", "delete", "--user", "alice", action_id)
     closed = cli(variables, "sync", "close", "--user", "alice")
     assert "conflicts: 1" in closed.stdout, closed.stdout
+    assert closed.returncode == 0, "a conflict decided and logged is not a failure"
     log = cli(variables, "sync", "log", "--user", "alice", "--limit", "1")
     assert "conflict" in log.stdout and "losing version" in log.stdout
     assert "LOCATION:Salle Google" in log.stdout
@@ -93,13 +163,13 @@ def test_wrong_calendar_name_lists_the_calendars_and_revoked_consent_says_reconn
         str(tmp / "au.json"))
     cli(variables, "users", "set", "alice", "--google-calendar", "Agenda inexistant")
     wrong = cli(variables, "sync", "open", "--user", "alice")
-    assert wrong.returncode != 0 and CALENDAR in wrong.stderr
+    assert wrong.returncode == 1 and CALENDAR in wrong.stderr
     assert wrong.stderr.count("\n") == 1
     cli(variables, "users", "set", "alice", "--google-calendar", CALENDAR)
     fake.revoke()
     fake.expire_access_tokens()
     revoked = cli(variables, "sync", "open", "--user", "alice")
-    assert revoked.returncode != 0
+    assert revoked.returncode == 1
     assert "invalid_grant" in revoked.stderr and "google connect --user alice" in revoked.stderr
     assert revoked.stderr.count("\n") == 1
 
@@ -121,8 +191,146 @@ def test_a_calendar_deleted_in_google_is_one_clear_line_and_found_again_by_name(
     assert cli(variables, "sync", "open", "--user", "alice").returncode == 0
     fake.delete_calendar(cal)  # the user deletes the calendar in Google, then makes a new one
     gone = cli(variables, "sync", "open", "--user", "alice")
-    assert gone.returncode != 0 and gone.stderr.count("\n") == 1
+    assert gone.returncode == 1 and gone.stderr.count("\n") == 1
     assert "no longer exists" in gone.stderr
     fake.add_calendar(CALENDAR)
     again = cli(variables, "sync", "open", "--user", "alice")
     assert again.returncode == 0, again.stderr
+
+
+# ------------------------------------------------------------------ exit status of every path
+@pytest.fixture
+def alice(env):
+    """alice, connected to the fake with CALENDAR named, set up without the CLI."""
+    fake, cal, variables, tmp = env
+    store = open_store(variables["GESTAN_BRIDGE_DB"])
+    store.add_user("alice", "pw", timezone="Europe/Paris")
+    store.set_user("alice", settings={"google_calendar": CALENDAR})
+    save_credentials("alice", fake.credentials(), tmp / "tokens")
+    return fake, cal, variables, store
+
+
+def google_event(days: int, summary: str, **extra) -> dict:
+    start = datetime.now().replace(hour=10, minute=0, second=0, microsecond=0) + timedelta(
+        days=days)
+    end = start + timedelta(hours=1)
+    return {"summary": summary,
+            "start": {"dateTime": start.isoformat(), "timeZone": "Europe/Paris"},
+            "end": {"dateTime": end.isoformat(), "timeZone": "Europe/Paris"}, **extra}
+
+
+def add(variables, subject: str, days: int) -> None:
+    added = cli(variables, "agenda", "add", "--user", "alice", "--subject", subject,
+                "--start", f"{date.today() + timedelta(days=days)} 09:00")
+    assert added.returncode == 0, added.stderr
+
+
+def one_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    """Exit 1 and one line on stderr, without a traceback, holding ``words``."""
+    assert result.returncode == 1, result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("gestan-bridge: error: ") and "Traceback" not in result.stderr
+    for word in words:
+        assert word in line, line
+
+
+def test_skipped_items_exit_3(alice):
+    fake, cal, variables, _ = alice
+    fake.insert_event(cal, google_event(2, "Lisible"))
+    fake.insert_event(cal, google_event(3, "Chaque minute",
+                                        recurrence=["RRULE:FREQ=MINUTELY;COUNT=30"]))
+    result = cli(variables, "sync", "open", "--user", "alice")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "skipped: 1" in result.stdout and "MINUTELY" in result.stdout
+    assert result.stderr == "", "items skipped are reported, not an error"
+    assert "Lisible" in cli(variables, "agenda", "list", "--user", "alice").stdout
+
+
+def test_quota_exit_1_with_the_report_on_stdout_and_the_reason_on_stderr(alice):
+    fake, cal, variables, _ = alice
+    add(variables, "Q0", 2)
+    fake.fail_next(1, 403, "quotaExceeded")
+    stopped = cli(variables, "sync", "close", "--user", "alice")
+    one_error(stopped, "google: ", "quota")
+    assert stopped.stdout.startswith("close alice ⇄ google: stopped")
+    assert fake.events(cal) == []
+    assert cli(variables, "sync", "close", "--user", "alice").returncode == 0
+    assert len(fake.events(cal)) == 1
+
+
+def test_mass_delete_guard_exit_1_unless_allowed(alice):
+    fake, cal, variables, _ = alice
+    ids = [fake.insert_event(cal, google_event(2 + n, f"R{n}"))["id"] for n in range(12)]
+    assert cli(variables, "sync", "open", "--user", "alice").returncode == 0
+    for event_id in ids[:11]:
+        fake.delete_event(cal, event_id)
+    guarded = cli(variables, "sync", "open", "--user", "alice")
+    one_error(guarded, "--allow-mass-delete")
+    assert "gestan: 0 created, 0 updated, 0 deleted" in guarded.stdout
+    allowed = cli(variables, "sync", "open", "--user", "alice", "--allow-mass-delete")
+    assert allowed.returncode == 0 and "11 deleted" in allowed.stdout
+
+
+def test_a_sync_already_running_exit_1(alice):
+    _, _, variables, store = alice
+    user = store.require_user("alice")
+    assert store.take_sync_lock(user.id, "other-process", timedelta(minutes=5)) is None
+    busy = cli(variables, "sync", "close", "--user", "alice")
+    one_error(busy, "already running")
+    assert busy.stdout == "", "nothing was run: no report"
+
+
+def test_unknown_target_exit_1_listing_the_known_ones(alice):
+    _, _, variables, _ = alice
+    one_error(cli(variables, "sync", "open", "--user", "alice", "--target", "outlook"),
+              "unknown target 'outlook'", "google, all")
+    assert cli(variables, "sync", "open", "--user", "alice", "--target", "all"
+               ).returncode == 0
+    assert cli(variables, "sync", "open", "--user", "alice", "--target", "google"
+               ).returncode == 0
+
+
+def test_token_endpoint_down_exit_1(alice):
+    _, _, variables, _ = alice
+    down = {**variables, "GESTAN_BRIDGE_GOOGLE_TOKEN_URI": "http://127.0.0.1:1/token"}
+    one_error(cli(down, "sync", "open", "--user", "alice"), "could not be reached")
+
+
+def test_sync_log_reads_the_old_and_the_new_counts(alice):
+    _, _, variables, store = alice
+    user = store.require_user("alice")
+    old = store.start_run(user.id, "google", "close", False)
+    store.finish_run(old, "ok", "", {"gestan": {"created": 0, "updated": 0, "deleted": 0},
+                                     "google": {"created": 7, "updated": 2, "deleted": 1},
+                                     "conflicts": 0, "skipped": 0, "requests": 3})
+    add(variables, "Neuf", 2)
+    assert cli(variables, "sync", "close", "--user", "alice").returncode == 0
+    [new, before] = cli(variables, "sync", "log", "--user", "alice").stdout.splitlines()[:2]
+    assert "google +1 ~0 -0" in new, new
+    assert "google +7 ~2 -1" in before and "requests 3" in before, before
+
+
+def test_several_targets_print_each_report_and_exit_with_the_worst(alice, monkeypatch,
+                                                                   capsys):
+    fake, cal, variables, store = alice
+    for name in ("GESTAN_BRIDGE_DB", "GESTAN_BRIDGE_TOKEN_DIR", "GESTAN_BRIDGE_GOOGLE_API_URL",
+                 "GESTAN_BRIDGE_GOOGLE_TOKEN_URI"):
+        monkeypatch.setenv(name, variables[name])
+    memo = memory_kind(monkeypatch)
+    add(variables, "Partout", 2)
+    assert main(["sync", "close", "--user", "alice"]) == 0, "memo is not set up: Google only"
+    assert "⇄ memo" not in capsys.readouterr().out
+    store.set_user("alice", settings={"memo": "on"})
+    assert main(["sync", "close", "--user", "alice"]) == 0
+    out = capsys.readouterr().out
+    assert "close alice ⇄ google: ok" in out and "close alice ⇄ memo: ok" in out
+    assert "memo: 1 created" in out and len(memo.objects) == 1
+    memo.stop = "the memo calendar is down"
+    fake.insert_event(cal, google_event(3, "Chaque minute",
+                                        recurrence=["RRULE:FREQ=MINUTELY;COUNT=30"]))
+    assert main(["sync", "open", "--user", "alice", "--target", "google"]) == 3
+    assert main(["sync", "open", "--user", "alice"]) == 1, "stopped (1) is worse than 3"
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[-1] == ("gestan-bridge: error: memo: the memo calendar "
+                                             "is down")
+    assert "open alice ⇄ google: ok" in captured.out

@@ -1,4 +1,8 @@
-"""``gestan-bridge sync open|close|log``: Gestan's open and close hooks, and the audit log."""
+"""``gestan-bridge sync open|close|log``: Gestan's open and close hooks, and the audit log.
+
+Exit status of ``sync open|close``: 0 every run finished, 3 finished but items were skipped,
+1 a run stopped or could not start (reason: one line on stderr per run).
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,23 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from bridge import targets
 from bridge.store import open_store
-from bridge.sync.engine import MassDelete, SyncBusy, SyncOptions
-from bridge.sync.runner import SyncSetupError, run_sync
+from bridge.sync.engine import SyncOptions
+from bridge.sync.report import SyncResult, stored_counts
+from bridge.sync.runner import ALL, SyncSetupError, run_sync
 
 sync_app = typer.Typer(no_args_is_help=True,
-                       help="Sync a user's Rendez-vous with Google (open pulls, close pushes).")
+                       help="Sync a user's Rendez-vous with their calendars (open pulls, "
+                            "close pushes).")
 out = Console(highlight=False, soft_wrap=True)
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", envvar="GESTAN_BRIDGE_DB", help="Database URL (default sqlite:///gestan.db).")]
 UserOption = Annotated[str, typer.Option("--user", "-u", help="The user's login.")]
-TargetOption = Annotated[str, typer.Option("--target", "-t", help="google")]
+TargetOption = Annotated[str | None, typer.Option(
+    "--target", "-t", help=f"{', '.join([*targets.names(), ALL])} (default: every target "
+                           "the user has set up).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing.")]
 MassOption = Annotated[bool, typer.Option(
     "--allow-mass-delete", help="Apply a run that deletes more than half the appointments.")]
@@ -29,7 +38,7 @@ DaysBack = Annotated[int | None, typer.Option(
     help="Also sync appointments ended up to N days ago (default: the user's setting, 0).")]
 
 
-def _run(direction: str, user: str, target: str, db: str | None, dry_run: bool,
+def _run(direction: str, user: str, target: str | None, db: str | None, dry_run: bool,
          allow_mass_delete: bool, days_back: int | None) -> None:
     from bridge.cli.main import CliError
 
@@ -41,29 +50,39 @@ def _run(direction: str, user: str, target: str, db: str | None, dry_run: bool,
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TimeRemainingColumn(), transient=True) as bar:
                 task = bar.add_task(direction, total=None)
-                report = run_sync(store, user, direction, target, options,
+                result = run_sync(store, user, direction, target, options,
                                   lambda phase, done, total: bar.update(
                                       task, completed=done, total=total))
         else:
-            report = run_sync(store, user, direction, target, options)
-    except (SyncSetupError, SyncBusy, MassDelete) as exc:
+            result = run_sync(store, user, direction, target, options)
+    except SyncSetupError as exc:
         raise CliError(str(exc)) from exc
-    for line in report.lines():
-        out.print(line, markup=False)
-    if report.status != "ok":
-        raise typer.Exit(1)
+    _print(result)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
+def _print(result: SyncResult) -> None:
+    """Each run's report on stdout (a run that never started has none); each stop's reason
+    as one line on stderr."""
+    for report in result.runs:
+        if report.run_id is not None:
+            for line in report.lines():
+                out.print(line, markup=False)
+    for stop in result.stops():
+        print(f"gestan-bridge: error: {' '.join(stop.split())}", file=sys.stderr)
 
 
 @sync_app.command("open")
-def sync_open(user: UserOption, target: TargetOption = "google", db: DbOption = None,
+def sync_open(user: UserOption, target: TargetOption = None, db: DbOption = None,
               dry_run: DryRun = False, allow_mass_delete: MassOption = False,
               days_back: DaysBack = None) -> None:
-    """Gestan opens the agenda: pull the target's changes (the target wins)."""
+    """Gestan opens the agenda: pull the targets' changes (the target wins)."""
     _run("open", user, target, db, dry_run, allow_mass_delete, days_back)
 
 
 @sync_app.command("close")
-def sync_close(user: UserOption, target: TargetOption = "google", db: DbOption = None,
+def sync_close(user: UserOption, target: TargetOption = None, db: DbOption = None,
                dry_run: DryRun = False, allow_mass_delete: MassOption = False,
                days_back: DaysBack = None) -> None:
     """Gestan closes the agenda: push Gestan's changes (Gestan wins)."""
@@ -84,7 +103,7 @@ def sync_log(user: UserOption, db: DbOption = None,
         out.print(f"no sync run recorded for {user}")
     for run in runs:
         c = run.counts
-        gestan, remote = c.get("gestan", {}), c.get(run.target, {})
+        gestan, remote = stored_counts(c, run.target)
         out.print(
             f"#{run.id} {run.started_at:%Y-%m-%d %H:%M:%S} {run.direction:5} {run.target} "
             f"{run.status}{' (dry run)' if run.dry_run else ''}: gestan "
