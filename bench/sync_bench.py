@@ -36,8 +36,10 @@ from bridge.ical import parse_object  # noqa: E402
 from bridge.ical.series import expand  # noqa: E402
 from bridge.ical.timezones import now_utc  # noqa: E402
 from bridge.store import Store  # noqa: E402
-from bridge.store.objects import HORIZON  # noqa: E402
-from bridge.sync.engine import SyncRun  # noqa: E402
+from bridge.sync.engine import (
+    SyncRun,  # noqa: E402
+    window_end,  # noqa: E402
+)
 from bridge.targets.google import GoogleTarget  # noqa: E402
 from tests.fakes.google_calendar import FakeGoogleCalendar  # noqa: E402
 
@@ -132,7 +134,7 @@ def bench_google(n: int, seed: int, workdir: Path) -> dict:
     load_s = time.perf_counter() - t
     user = store.require_user("alice")
     now = now_utc()
-    in_window = len(store.changed_objects(user.id, 0, user.revision, now, now + HORIZON,
+    in_window = len(store.changed_objects(user.id, 0, user.revision, now, window_end(now),
                                           "google"))
     out: dict = {"n": n, "in_window": in_window, "load_store_s": load_s}
     with FakeGoogleCalendar() as fake:

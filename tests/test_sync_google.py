@@ -310,7 +310,8 @@ def test_new_occurrences_appear_as_time_passes_without_asking_google(store, fake
                           api_url=fake.api_url, sleep=lambda s: None)
     report = SyncRun(store, "alice", target, now=later).pull()
     assert report.status == "ok"
-    assert fake.request_count == 1, "only the incremental listing"
+    assert fake.request_count == 2, "the incremental listing and the slice that entered " \
+        "the window, nothing per series"
     with store.reading() as conn:
         actions = agenda_rows.listing(conn, store.user("alice"), None, None, None)
     assert len(actions) >= before + 8

@@ -385,11 +385,7 @@ def test_a_series_edited_by_another_client_reads_as_the_remote_expands_it(remote
 
 # ---------------------------------------------------------------------- fields
 
-def test_fields_the_engine_does_not_own_survive_an_update(remote: Remote,
-                                                          request: pytest.FixtureRequest):
-    if remote.kind == "google":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="issue 8 point 1: full replace on update"))
+def test_fields_the_engine_does_not_own_survive_an_update(remote: Remote):
     made = create(remote, vcalendar(UID, "Avec invités", at(3)))
     extras = remote.set_extras(made.remote_id)
     current = bound(remote).fetch(made.remote_id)

@@ -57,18 +57,42 @@ def series_shape(parsed: ParsedObject, default_tz: str) -> SeriesShape:
 
 # ---------------------------------------------------------------- content key
 
-def content_key(ics: str, default_tz: str) -> str:
-    """sha256 hex of what the object means for an appointment, whoever rendered it.
+MASTER = ""        # the part key of a series' master (its rules and its own fields)
+CANCELLED = "cancelled"  # the part of an occurrence deleted from its series
+NO_EXTRAS: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Content:
+    """What an object means, whole (``key``) and per occurrence (``parts``).
+
+    ``parts`` maps ``MASTER`` to the master's meaning (a single event: its whole meaning)
+    and each recurrence-id key that is not what the master generates to the override's
+    meaning, or to ``CANCELLED``: the unit of a series conflict (DESIGN.md rule 5)."""
+
+    key: str
+    parts: dict[str, str]
+
+
+def content_key(ics: str, default_tz: str, carries: frozenset[str] = NO_EXTRAS) -> str:
+    """sha256 hex of what the object means for an appointment, whoever rendered it."""
+    return content_of(parse_object(ics, default_tz), default_tz, carries).key
+
+
+def content_of(parsed: ParsedObject, default_tz: str,
+               carries: frozenset[str] = NO_EXTRAS) -> Content:
+    """The meaning of a parsed object, as a target that carries ``carries`` sees it.
 
     Kept: times (UTC instants and zone; dates for all-day), title, place, notes, status, the
     series rules with UNTIL as one instant, RDATEs and EXDATEs as UTC keys (cancelled
     overrides count as EXDATEs), and the overrides that differ from the occurrence the master
-    generates. Left out: UID, DTSTAMP, SEQUENCE, CONTACT and every other extra_ics line
-    (alarms, attendees, X- properties...), which Google does not carry back.
+    generates. Left out: UID, DTSTAMP, SEQUENCE, and every extra_ics line (CONTACT, alarms,
+    attendees, X- properties...) except the property names in ``carries``: what a target
+    carries back (a target that holds alarms declares "VALARM") is part of the meaning there.
     """
-    parsed = parse_object(ics, default_tz)
     master = parsed.master
-    meaning: dict[str, Any] = {"event": _meaning(master, default_tz)}
+    meaning: dict[str, Any] = {"event": _meaning(master, default_tz, carries)}
+    parts: dict[str, str] = {}
     if parsed.is_series:
         shape = series_shape(parsed, default_tz)
         live = {o.recurrence_id: o for o in parsed.overrides
@@ -76,17 +100,29 @@ def content_key(ics: str, default_tz: str) -> str:
         generated = _generated(parsed.series_ics, set(live), default_tz)
         overrides = {}
         for key, override in sorted(live.items()):
-            mine = _meaning(override, default_tz)
-            if key not in generated or _meaning(generated[key], default_tz) != mine:
+            mine = _meaning(override, default_tz, carries)
+            if key not in generated or _meaning(generated[key], default_tz, carries) != mine:
                 overrides[key] = mine
-        meaning.update(
-            rules=sorted(f"{name}:{_rule_key(rule)}" for name, rule in shape.rules),
-            rdates=sorted(shape.rdates), exdates=sorted(shape.exdates), overrides=overrides)
+                parts[key] = _digest(mine)
+        rules = sorted(f"{name}:{_rule_key(rule)}" for name, rule in shape.rules)
+        meaning.update(rules=rules, rdates=sorted(shape.rdates), exdates=sorted(shape.exdates),
+                       overrides=overrides)
+        parts[MASTER] = _digest({"event": meaning["event"], "rules": rules,
+                                 "rdates": meaning["rdates"]})
+        parts.update((key, CANCELLED) for key in shape.exdates)
+    key = _digest(meaning)
+    if not parsed.is_series:
+        parts[MASTER] = key
+    return Content(key, parts)
+
+
+def _digest(meaning: Any) -> str:
     text = json.dumps(meaning, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _meaning(event: EventData, default_tz: str) -> dict[str, Any]:
+def _meaning(event: EventData, default_tz: str,
+             carries: frozenset[str] = NO_EXTRAS) -> dict[str, Any]:
     """One event's comparable content (floating times count in ``default_tz``)."""
     if event.all_day:
         tz = event.tzid or default_tz
@@ -96,8 +132,37 @@ def _meaning(event: EventData, default_tz: str) -> dict[str, Any]:
         tzid = iana_name(zone(event.tzid)) if event.tzid else default_tz
         when = {"start": event.start.isoformat(), "end": event.end.isoformat(),
                 "tz": tzid or event.tzid}
-    return {**when, "summary": normal_text(event.subject), "notes": normal_text(event.notes),
-            "location": normal_text(event.location), "status": event.status}
+    meaning = {**when, "summary": normal_text(event.subject),
+               "notes": normal_text(event.notes), "location": normal_text(event.location),
+               "status": event.status}
+    if carries:
+        meaning["extras"] = carried_lines(event, carries)
+    return meaning
+
+
+def carried_lines(event: EventData, carries: frozenset[str]) -> list[str]:
+    """The event's properties (and VALARM blocks) named in ``carries``, in one spelling:
+    unfolded content lines, each alarm as one entry, sorted."""
+    found: list[str] = []
+    if "CONTACT" in carries and event.contact:
+        found.append("CONTACT:" + normal_text(event.contact))
+    if not event.extra_ics:
+        return sorted(found)
+    unfolded = event.extra_ics.replace("\r\n ", "").replace("\n ", "").splitlines()
+    alarm: list[str] | None = None
+    for line in unfolded:
+        name = line.split(":", 1)[0].split(";", 1)[0].upper()
+        if line.upper() == "BEGIN:VALARM":
+            alarm = []
+        elif line.upper() == "END:VALARM":
+            if alarm is not None and "VALARM" in carries:
+                found.append("VALARM:" + "|".join(sorted(alarm)))
+            alarm = None
+        elif alarm is not None:
+            alarm.append(line)
+        elif name in carries and name not in ("BEGIN", "END"):
+            found.append(line)
+    return sorted(found)
 
 
 def normal_text(value: str) -> str:

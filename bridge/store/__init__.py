@@ -24,12 +24,13 @@ from bridge.ical.timezones import now_utc
 from bridge.store import agenda, objects, users
 from bridge.store import sync as sync_tables
 from bridge.store.engine import database_url, make_engine, migrate, write_options
-from bridge.store.objects import UidConflict
+from bridge.store.objects import ObjectChanged, UidConflict
 from bridge.store.records import Action, ActionType, StoredObject, User
 from bridge.store.sync import Link, RunItem, RunRecord, SyncState
 from bridge.store.users import LoginCache, UserError
 
 __all__ = ["Action", "ActionType", "EventData", "ImportReport", "InvalidObject", "Link",
+           "ObjectChanged",
            "RunItem", "RunRecord", "Store", "StoredObject", "SyncState", "UidConflict", "User",
            "UserError", "open_store"]
 
@@ -308,31 +309,39 @@ class Store:
         with self.reading() as conn:
             return sync_tables.changed_objects(conn, user_id, since, upto, start, end, target)
 
+    def entering_objects(self, user_id: int, start: datetime, end: datetime, upto: int,
+                         target: str) -> list[StoredObject]:
+        with self.reading() as conn:
+            return sync_tables.entering_objects(conn, user_id, start, end, upto, target)
+
     def pull_object(self, login: str, target: str, parsed: ParsedObject, link: Link,
-                    key_of) -> StoredObject:
+                    key_of, expected: StoredObject | None) -> StoredObject:
         """Write a remote version into Gestan and its link in one transaction (a crash leaves
-        both or neither). ``key_of(ics)`` gives the local content key of what was stored."""
+        both or neither), only if Gestan's object is still ``expected`` (None: there is
+        still none of that UID); else :class:`ObjectChanged` and nothing is written.
+        ``key_of(ics)`` gives the local content key of what was stored, unless the link
+        already names it."""
         user = self.require_user(login)
         with self.writing() as conn:
-            existing = objects.listing_by_uid(conn, user.id, parsed.uid)
-            href = existing.href if existing else _href_for(parsed.uid)
             revision = users.next_revision(conn, user.id)
+            objects.require_unchanged(conn, user.id, parsed.uid, expected)
+            href = expected.href if expected else _href_for(parsed.uid)
             stored = objects.put(conn, user, href, parsed, revision)
             sync_tables.save_link(conn, user.id, target, Link(
-                stored.id, link.remote_id, link.remote_etag, key_of(stored.ics),
-                link.remote_hash), now_utc())
+                stored.id, link.remote_id, link.remote_etag,
+                link.local_hash or key_of(stored.ics), link.remote_hash, link.parts),
+                now_utc())
             return stored
 
-    def pull_delete(self, login: str, target: str, object_id: int) -> bool:
-        """Delete an object because the remote deleted it, and forget its link."""
+    def pull_delete(self, login: str, target: str, expected: StoredObject) -> bool:
+        """Delete an object because the remote deleted it, and forget its link; only if it
+        is still ``expected`` (else :class:`ObjectChanged`, nothing written)."""
         user = self.require_user(login)
         with self.writing() as conn:
-            row = objects.objects_by_id_live(conn, user.id, object_id)
-            deleted = False
-            if row is not None:
-                revision = users.next_revision(conn, user.id)
-                deleted = objects.delete(conn, user, row.href, revision)
-            sync_tables.forget_link(conn, user.id, target, object_id)
+            revision = users.next_revision(conn, user.id)
+            objects.require_unchanged(conn, user.id, expected.uid, expected)
+            deleted = objects.delete(conn, user, expected.href, revision)
+            sync_tables.forget_link(conn, user.id, target, expected.id)
             return deleted
 
     def start_run(self, user_id: int, target: str, direction: str, dry_run: bool) -> int:

@@ -34,6 +34,26 @@ class UidConflict(ValueError):
     """Another live object of the user already has this UID."""
 
 
+class ObjectChanged(RuntimeError):
+    """A conditional write found the object changed since it was read (a phone wrote it
+    meanwhile): nothing was written; read it again and decide again."""
+
+
+def require_unchanged(conn: Connection, user_id: int, uid: str,
+                      expected: StoredObject | None) -> None:
+    """Compare-and-set guard, called once the user's revision row is locked: the object
+    is still the revision ``expected`` was read at (None: still no live object of ``uid``).
+    """
+    if expected is None:
+        if has_uid(conn, user_id, uid):
+            raise ObjectChanged(uid)
+        return
+    current = conn.execute(select(calendar_objects.c.revision).where(
+        calendar_objects.c.id == expected.id)).scalar_one_or_none()
+    if current != expected.revision:
+        raise ObjectChanged(uid)
+
+
 # ---------------------------------------------------------------- reads
 
 def get(conn: Connection, user_id: int, href: str, with_ics: bool = True) -> StoredObject | None:

@@ -134,6 +134,9 @@ sync_links = Table(
     Column("remote_etag", String(200)),
     Column("local_hash", String(64), nullable=False),
     Column("remote_hash", String(64), nullable=False),
+    # JSON {occurrence: key} of the agreed version ("" the master; NULL: a single event or
+    # a link made before per-occurrence sync): series conflicts are decided per occurrence.
+    Column("parts", Text),
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("user_id", "target", "object_id", name="uq_links_object"),
     UniqueConstraint("user_id", "target", "remote_id", name="uq_links_remote"),
@@ -149,6 +152,9 @@ sync_state = Table(
     Column("calendar_id", String(1024)),
     Column("remote_state", Text),
     Column("pushed_revision", BigInteger, nullable=False, default=0),
+    # The window's end at the last open / close: what starts after it was not looked at yet.
+    Column("open_window_end", DateTime),
+    Column("close_window_end", DateTime),
     Column("updated_at", DateTime, nullable=False),
 )
 

@@ -31,6 +31,8 @@ class Link:
     remote_etag: str | None
     local_hash: str
     remote_hash: str
+    # {occurrence key: content key} of the agreed version of a series (None: decide whole)
+    parts: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class SyncState:
     calendar_id: str | None = None
     remote_state: str | None = None
     pushed_revision: int = 0
+    open_window_end: datetime | None = None
+    close_window_end: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,13 @@ def get_state(conn: Connection, user_id: int, target: str) -> SyncState:
         sync_state.c.user_id == user_id, sync_state.c.target == target)).first()
     if row is None:
         return SyncState()
-    return SyncState(row.calendar_id, row.remote_state, row.pushed_revision)
+    return SyncState(row.calendar_id, row.remote_state, row.pushed_revision,
+                     row.open_window_end, row.close_window_end)
 
 
 def save_state(conn: Connection, user_id: int, target: str, now: datetime, **fields) -> None:
-    """Update some of calendar_id / remote_state / pushed_revision (row created if need be)."""
+    """Update some of calendar_id / remote_state / pushed_revision / open_window_end /
+    close_window_end (row created if need be)."""
     where = (sync_state.c.user_id == user_id, sync_state.c.target == target)
     if conn.execute(select(sync_state.c.user_id).where(*where)).first() is None:
         values = {"calendar_id": None, "remote_state": None, "pushed_revision": 0, **fields}
@@ -122,7 +128,8 @@ def release_lock(conn: Connection, user_id: int, holder: str) -> None:
 # ---------------------------------------------------------------- links
 
 def _link(row) -> Link:
-    return Link(row.object_id, row.remote_id, row.remote_etag, row.local_hash, row.remote_hash)
+    return Link(row.object_id, row.remote_id, row.remote_etag, row.local_hash, row.remote_hash,
+                json.loads(row.parts) if row.parts else None)
 
 
 def links(conn: Connection, user_id: int, target: str) -> list[Link]:
@@ -139,7 +146,8 @@ def save_link(conn: Connection, user_id: int, target: str, link: Link, now: date
     conn.execute(insert(sync_links).values(
         user_id=user_id, target=target, object_id=link.object_id, remote_id=link.remote_id,
         remote_etag=link.remote_etag, local_hash=link.local_hash,
-        remote_hash=link.remote_hash, updated_at=now))
+        remote_hash=link.remote_hash,
+        parts=json.dumps(link.parts, sort_keys=True) if link.parts else None, updated_at=now))
 
 
 def forget_link(conn: Connection, user_id: int, target: str, object_id: int) -> None:
@@ -189,6 +197,19 @@ def changed_objects(conn: Connection, user_id: int, since: int, upto: int,
         calendar_objects.c.revision > since, calendar_objects.c.revision <= upto,
         or_(in_window, linked),
     ).order_by(calendar_objects.c.revision))
+    return [StoredObject.from_row(r) for r in rows]
+
+
+def entering_objects(conn: Connection, user_id: int, start: datetime, end: datetime,
+                     upto: int, target: str) -> list[StoredObject]:
+    """Live objects not linked on ``target``, written at or before revision ``upto``, that
+    start in [start, end): what entered the window as time passed (one index range)."""
+    linked = exists().where(sync_links.c.user_id == user_id, sync_links.c.target == target,
+                            sync_links.c.object_id == calendar_objects.c.id)
+    rows = conn.execute(select(*_LISTING, calendar_objects.c.ics).where(
+        calendar_objects.c.user_id == user_id, ~calendar_objects.c.deleted,
+        calendar_objects.c.first_start >= start, calendar_objects.c.first_start < end,
+        calendar_objects.c.revision <= upto, ~linked).order_by(calendar_objects.c.id))
     return [StoredObject.from_row(r) for r in rows]
 
 

@@ -87,3 +87,22 @@ def decide(source: SideState, dest: SideState, link: LinkState | None) -> Decisi
     if isinstance(dest, Present) and dest.key == source.key:
         return Decision(Action.LINK)
     return Decision(Action.UPDATE, conflict=dest_changed)
+
+
+@dataclass(frozen=True)
+class OccurrenceSplit:
+    """A series changed on both sides, seen occurrence by occurrence (DESIGN.md rule 5)."""
+
+    from_dest: frozenset[str]  # changed on the destination only: the destination's version stays
+    clashes: frozenset[str]    # changed on both sides, differently: the source wins, logged
+
+
+def split_occurrences(agreed: dict[str, str], source: dict[str, str],
+                      dest: dict[str, str]) -> OccurrenceSplit:
+    """Which occurrences each side changed since ``agreed`` (part key → content key, as
+    :func:`bridge.ical.content.content_of` gives them; a missing key is "as generated")."""
+    keys = set(agreed) | set(source) | set(dest)
+    source_changed = {k for k in keys if source.get(k) != agreed.get(k)}
+    dest_changed = {k for k in keys if dest.get(k) != agreed.get(k)}
+    clashes = {k for k in source_changed & dest_changed if source.get(k) != dest.get(k)}
+    return OccurrenceSplit(frozenset(dest_changed - source_changed), frozenset(clashes))

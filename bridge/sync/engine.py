@@ -2,8 +2,11 @@
 
 It reads Gestan's side from the store and the remote's through a
 :class:`bridge.targets.base.Target`, asks :func:`bridge.sync.decide.decide` what to do for
-each object, and writes each outcome with its link in one transaction, so a run stopped at
-any point leaves a state from which the next run finishes the job without duplicates.
+each object (and :func:`~bridge.sync.decide.split_occurrences` for a series changed on both
+sides), and writes each outcome with its link in one transaction, so a run stopped at any
+point leaves a state from which the next run finishes the job without duplicates. Every
+write into Gestan is conditional on the revision it was decided from: a phone's write that
+lands during the run is decided again, never overwritten unseen.
 """
 
 from __future__ import annotations
@@ -18,16 +21,27 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from bridge.ical import parse_object
-from bridge.ical.content import content_key
-from bridge.ical.merge import keep_local_extras
+from bridge.ical.content import Content, content_of
+from bridge.ical.merge import keep_local_extras, merge_occurrences
 from bridge.ical.model import InvalidObject, ParsedObject
 from bridge.ical.series import span
 from bridge.ical.timezones import now_utc
-from bridge.store import Link, RunItem, Store, StoredObject, User
+from bridge.store import Link, ObjectChanged, RunItem, Store, StoredObject, User
 from bridge.store.objects import HORIZON
-from bridge.sync.decide import ABSENT, UNKNOWN, Action, LinkState, Present, SideState, decide
+from bridge.sync.decide import (
+    ABSENT,
+    UNKNOWN,
+    Action,
+    Decision,
+    LinkState,
+    Present,
+    SideState,
+    decide,
+    split_occurrences,
+)
 from bridge.sync.report import Conflict, RunReport
 from bridge.targets.base import (
+    Listing,
     RemoteObject,
     Target,
     TargetStopped,
@@ -40,6 +54,7 @@ from bridge.targets.base import (
 
 GESTAN = "gestan"
 MAX_WRITE_ROUNDS = 3
+MAX_DECISIONS = 3   # a Gestan object changed under the run is decided again, this many times
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
@@ -66,6 +81,13 @@ LOCK_LEASE = timedelta(minutes=10)
 LOCK_RENEW_SECONDS = 60.0
 
 
+def window_end(now: datetime) -> datetime:
+    """The window's end: one year ahead, at the UTC midnight before (never beyond a year),
+    so that it moves once a day and a run looks at the slice that entered it once a day."""
+    end = now + HORIZON
+    return end.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def _summary(ics: str | None) -> str:
     if not ics:
         return ""
@@ -75,6 +97,18 @@ def _summary(ics: str | None) -> str:
     return ""
 
 
+@dataclass
+class _PullStep:
+    """One remote object of an open and what was decided for it."""
+
+    remote: RemoteObject
+    parsed: ParsedObject | None
+    link: Link | None
+    local: StoredObject | None = None
+    decision: Decision = Decision(Action.NOTHING)
+    merged: str | None = None   # a series merged per occurrence: what Gestan gets
+
+
 class SyncRun:
     def __init__(self, store: Store, login: str, target: Target,
                  options: SyncOptions | None = None, progress: Progress | None = None,
@@ -82,27 +116,48 @@ class SyncRun:
         self.store = store
         self.user: User = store.require_user(login)
         self.target = target
+        self.carries: frozenset[str] = getattr(target, "carries", frozenset())
         self.options = options or SyncOptions()
         self.progress = progress
         self.now = now = now or now_utc()
         days_back = self.options.days_back
         if days_back is None:
             days_back = int(self.user.settings.get("sync_days_back") or 0)
-        self.window = Window(now - timedelta(days=days_back), now + HORIZON)
+        self.window = Window(now - timedelta(days=days_back), window_end(now))
         self._items: list[RunItem] = []
-        self._keys: dict[str, str] = {}
+        self._contents: dict[str, Content] = {}
+        self._parsed: dict[str, ParsedObject] = {}
         self._holder = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._renewed = 0.0
 
     # ------------------------------------------------------------------ helpers
-    def _key(self, ics: str | None) -> str | None:
-        """The content key of a text (memoised for the run: each side is read once)."""
+    def _parse(self, ics: str) -> ParsedObject:
+        """Each text is parsed once per run."""
+        parsed = self._parsed.get(ics)
+        if parsed is None:
+            parsed = self._parsed[ics] = parse_object(ics, self.user.timezone)
+        return parsed
+
+    def _content(self, ics: str | None) -> Content | None:
+        """What a text means (memoised for the run: each side is read once)."""
         if not ics:
             return None
-        key = self._keys.get(ics)
-        if key is None:
-            key = self._keys[ics] = content_key(ics, self.user.timezone)
-        return key
+        content = self._contents.get(ics)
+        if content is None:
+            content = self._contents[ics] = content_of(self._parse(ics), self.user.timezone,
+                                                       self.carries)
+        return content
+
+    def _key(self, ics: str | None) -> str | None:
+        content = self._content(ics)
+        return content.key if content else None
+
+    def _parts(self, ics: str | None) -> dict[str, str] | None:
+        """The per-occurrence keys kept in a link: series only."""
+        content = self._content(ics)
+        if content is None or not self._parse(ics).is_series:
+            return None
+        return content.parts
 
     def _in_window(self, parsed: ParsedObject) -> bool:
         first, last = span(parsed, self.user.timezone)
@@ -114,9 +169,13 @@ class SyncRun:
         summary = _summary(ics) or _summary(losing_ics)
         self._items.append(RunItem(change, side, uid, summary, "", None))
         if conflict:
-            report.conflicts.append(Conflict(uid, summary, winner, change, losing_ics))
-            self._items.append(RunItem("conflict", side, uid, summary,
-                                       f"{winner} won ({change})", losing_ics))
+            self._conflict(report, side, uid, summary, winner, change, losing_ics)
+
+    def _conflict(self, report: RunReport, side: str, uid: str, summary: str, winner: str,
+                  change: str, losing_ics: str | None, occurrences: str = "") -> None:
+        detail = f"{winner} won ({change})" + (f" on {occurrences}" if occurrences else "")
+        report.conflicts.append(Conflict(uid, summary, winner, change, losing_ics))
+        self._items.append(RunItem("conflict", side, uid, summary, detail, losing_ics))
 
     def _tick(self, phase: str, done: int, total: int) -> None:
         if time.monotonic() - self._renewed > LOCK_RENEW_SECONDS:
@@ -177,60 +236,118 @@ class SyncRun:
         """Open: the target's changes come into Gestan (the target wins)."""
         return self._run("open", self._pull)
 
+    def _listing(self, state, links: dict[str, Link]) -> Listing:
+        """The remote's changes since the last open, and what entered the window since (a
+        listing of the new slice only, at most once a day)."""
+        listing = self.target.list_changes(state.remote_state, self.window)
+        entered = state.open_window_end
+        if listing.full or entered is None or entered >= self.window.end:
+            return listing
+        extra = self.target.list_window(Window(max(entered, self.window.start),
+                                               self.window.end), known=links.keys())
+        seen = {o.remote_id for o in listing.objects}
+        return Listing(listing.objects + [o for o in extra.objects if o.remote_id not in seen
+                                          and o.ics is not None],
+                       listing.state, listing.full, listing.unreadable + extra.unreadable)
+
     def _pull(self, report: RunReport) -> None:
         login, target = self.user.login, self.target.name
         if not self.options.dry_run:
             self.store.refresh_series(login, now=self.now)
         state = self._bind()
-        listing = self.target.list_changes(state.remote_state, self.window)
         links = {link.remote_id: link for link in self.store.sync_links(self.user.id, target)}
+        listing = self._listing(state, links)
         report.skipped.extend(listing.unreadable)
-        remotes: list[tuple[RemoteObject, ParsedObject | None]] = []
+        steps: list[_PullStep] = []
         for remote in listing.objects:
             parsed = None
             if remote.ics is not None:
                 try:
-                    parsed = parse_object(remote.ics, self.user.timezone)
+                    parsed = self._parse(remote.ics)
                 except InvalidObject as exc:
                     report.skipped.append((remote.foreign_uid or remote.remote_id, exc.reason))
                     continue
                 if remote.remote_id not in links and not self._in_window(parsed):
                     continue  # outside the window nothing is pulled
-            remotes.append((remote, parsed))
+            steps.append(_PullStep(remote, parsed, links.get(remote.remote_id)))
         by_id = self.store.objects_by_id(
-            self.user.id, [links[r.remote_id].object_id for r, _ in remotes
-                           if r.remote_id in links])
+            self.user.id, [s.link.object_id for s in steps if s.link is not None])
         by_uid = self.store.objects_by_uid(
-            self.user.id, [p.uid for r, p in remotes if p and r.remote_id not in links]
-            + [r.foreign_uid for r, _ in remotes if r.foreign_uid and r.remote_id not in links])
-        plan = []
-        for remote, parsed in remotes:
-            link = links.get(remote.remote_id)
-            if link is not None:
-                local = by_id.get(link.object_id)
+            self.user.id, [s.parsed.uid for s in steps if s.parsed and s.link is None]
+            + [s.remote.foreign_uid for s in steps if s.remote.foreign_uid and s.link is None])
+        for step in steps:
+            if step.link is not None:
+                local = by_id.get(step.link.object_id)
             else:
-                local = by_uid.get(remote.foreign_uid or "") or (
-                    by_uid.get(parsed.uid) if parsed else None)
-            dest: SideState
-            if local is None:
-                dest = ABSENT if link is not None else UNKNOWN
-            else:
-                dest = ABSENT if local.deleted else Present(self._key(local.ics))
-            remote_key = self._key(remote.ics)
-            source = Present(remote_key) if remote_key else ABSENT
-            state_ = LinkState(link.remote_hash, link.local_hash) if link else None
-            plan.append((remote, parsed, local, link, decide(source, dest, state_)))
-        deletes = sum(1 for *_, d in plan if d.action is Action.DELETE)
+                local = by_uid.get(step.remote.foreign_uid or "") or (
+                    by_uid.get(step.parsed.uid) if step.parsed else None)
+            self._decide_pull(step, local)
+        deletes = sum(1 for s in steps if s.decision.action is Action.DELETE)
         self._check_mass_delete(deletes, self.store.object_count(self.user.id))
-        total = len(plan)
-        for done, (remote, parsed, local, link, decision) in enumerate(plan, 1):
-            self._apply_pull(report, remote, parsed, local, link, decision)
+        total = len(steps)
+        for done, step in enumerate(steps, 1):
+            self._apply_pull_safely(report, step)
             self._tick("open", done, total)
-        if not self.options.dry_run and listing.state is not None:
-            self.store.save_sync_state(self.user.id, target, remote_state=listing.state)
+        if not self.options.dry_run:
+            fields = {"open_window_end": self.window.end}
+            if listing.state is not None:
+                fields["remote_state"] = listing.state
+            self.store.save_sync_state(self.user.id, target, **fields)
 
-    def _apply_pull(self, report: RunReport, remote: RemoteObject, parsed: ParsedObject | None,
-                    local: StoredObject | None, link: Link | None, decision) -> None:
+    def _decide_pull(self, step: _PullStep, local: StoredObject | None) -> None:
+        """What to do with one remote object, given Gestan's object as just read."""
+        remote, link = step.remote, step.link
+        step.local, step.merged = local, None
+        dest: SideState
+        if local is None:
+            dest = ABSENT if link is not None else UNKNOWN
+        else:
+            dest = ABSENT if local.deleted else Present(self._key(local.ics))
+        remote_key = self._key(remote.ics)
+        source = Present(remote_key) if remote_key else ABSENT
+        state = LinkState(link.remote_hash, link.local_hash) if link else None
+        step.decision = decide(source, dest, state)
+        if (step.decision.action is Action.UPDATE and step.decision.conflict and link
+                and link.parts and isinstance(dest, Present)):
+            step.decision, step.merged = self._per_occurrence(
+                link.parts, remote.ics, local.ics, step.decision)
+
+    def _per_occurrence(self, agreed: dict[str, str], source_ics: str, dest_ics: str,
+                        decision: Decision) -> tuple[Decision, str | None]:
+        """A series changed on both sides: each occurrence from the side that changed it;
+        a conflict only where both changed the same occurrence."""
+        source, dest = self._parts(source_ics), self._parts(dest_ics)
+        if source is None or dest is None:
+            return decision, None
+        split = split_occurrences(agreed, source, dest)
+        merged = None
+        if split.from_dest:
+            merged = merge_occurrences(source_ics, dest_ics, set(split.from_dest),
+                                       self.user.timezone)
+        self._clashes = split.clashes
+        return Decision(decision.action, conflict=bool(split.clashes)), merged
+
+    def _apply_pull_safely(self, report: RunReport, step: _PullStep) -> None:
+        """Apply one step; if Gestan's object changed since it was read (a phone's write
+        during the run), read it again and decide again."""
+        for _attempt in range(MAX_DECISIONS):
+            try:
+                self._apply_pull(report, step)
+                return
+            except ObjectChanged:
+                uid = step.local.uid if step.local else (step.parsed.uid if step.parsed
+                                                         else "")
+                fresh = self.store.objects_by_uid(self.user.id, [uid]).get(uid)
+                if fresh is None and step.local is not None:
+                    fresh = self.store.objects_by_id(self.user.id, [step.local.id]).get(
+                        step.local.id)
+                self._decide_pull(step, fresh)
+        report.skipped.append((step.parsed.uid if step.parsed else step.remote.remote_id,
+                               "changed in Gestan again and again during the run"))
+
+    def _apply_pull(self, report: RunReport, step: _PullStep) -> None:
+        remote, parsed, local, link = step.remote, step.parsed, step.local, step.link
+        decision = step.decision
         action = decision.action
         if action is Action.NOTHING:
             return
@@ -242,24 +359,36 @@ class SyncRun:
                                       f"({_summary(remote.ics) or _summary(local and local.ics)})")
                 report.count(GESTAN, action.value)
             return
-        login, target = self.user.login, self.target.name
+        target = self.target.name
         remote_key = self._key(remote.ics)
+        parts = self._parts(remote.ics)
         if action in (Action.CREATE, Action.UPDATE):
+            text, local_hash = remote.ics, ""
+            if step.merged is not None:
+                # Gestan keeps its own occurrences; it now differs from the remote, so the
+                # link says "agreed on the remote's version" and the next close sends them.
+                text, local_hash = step.merged, remote_key
             if local is not None and local.ics:  # keep the alarms, CONTACT... Gestan had
-                parsed = parse_object(keep_local_extras(remote.ics, local.ics),
-                                      self.user.timezone)
-            self.store.pull_object(login, target, parsed, Link(
-                0, remote.remote_id, remote.etag, "", remote_key),
-                key_of=self._key)
-            self._record(report, action.value, GESTAN, uid, remote.ics, decision.conflict,
-                         losing, target)
+                text = keep_local_extras(text, local.ics, self.carries)
+            self.store.pull_object(
+                self.user.login, target, self._parse(text),
+                Link(0, remote.remote_id, remote.etag, local_hash, remote_key, parts),
+                key_of=self._key, expected=None if local is None or local.deleted else local)
+            report.count(GESTAN, action.value)
+            self._items.append(RunItem(action.value, GESTAN, uid,
+                                       _summary(remote.ics) or _summary(losing), "", None))
+            if decision.conflict:
+                clashes = getattr(self, "_clashes", frozenset()) if step.merged else ()
+                self._conflict(report, GESTAN, uid, _summary(remote.ics), target,
+                               action.value, losing, ", ".join(sorted(clashes)))
         elif action is Action.DELETE:
-            self.store.pull_delete(login, target, local.id)
+            self.store.pull_delete(self.user.login, target, local)
             self._record(report, "delete", GESTAN, uid, None, decision.conflict, local.ics,
                          target)
         elif action is Action.LINK:
             self.store.save_link(self.user.id, target, Link(
-                local.id, remote.remote_id, remote.etag, self._key(local.ics), remote_key))
+                local.id, remote.remote_id, remote.etag, self._key(local.ics), remote_key,
+                parts))
         elif action is Action.FORGET and link is not None:
             self.store.forget_link(self.user.id, target, link.object_id)
 
@@ -274,16 +403,22 @@ class SyncRun:
         upto = self.store.require_user(self.user.login).revision
         changed = self.store.changed_objects(self.user.id, state.pushed_revision, upto,
                                              self.window.start, self.window.end, target)
+        if state.close_window_end is not None and state.close_window_end < self.window.end:
+            seen = {o.id for o in changed}
+            changed += [o for o in self.store.entering_objects(
+                self.user.id, max(state.close_window_end, self.window.start),
+                self.window.end, state.pushed_revision, target) if o.id not in seen]
         links = {link.object_id: link for link in self.store.sync_links(self.user.id, target)}
         self._objects = {o.id: o for o in changed}
         self._links = links
+        self._merged_ids: set[int] = set()
         ops: list[WriteOp] = []
         for obj in changed:
             link = links.get(obj.id)
             source = ABSENT if obj.deleted else Present(self._key(obj.ics))
             state_ = LinkState(link.local_hash, link.remote_hash) if link else None
             decision = decide(source, UNKNOWN, state_)
-            op = self._op_for(obj, link, decision.action)
+            op = self._op_for(report, obj, link, decision.action)
             if op is not None:
                 ops.append(op)
             elif decision.action is Action.FORGET and link and not self.options.dry_run:
@@ -306,7 +441,8 @@ class SyncRun:
         for op in ops:  # still refused after the last round: the next run tries again
             report.skipped.append((op.uid, "changed again in the target during the run"))
         if not ops:
-            self.store.save_sync_state(self.user.id, target, pushed_revision=upto)
+            self.store.save_sync_state(self.user.id, target, pushed_revision=upto,
+                                       close_window_end=self.window.end)
 
     def _on_write(self, report: RunReport, retry: list[WriteOp], total: int,
                   result: WriteResult) -> None:
@@ -316,9 +452,13 @@ class SyncRun:
         if follow_up is not None:
             retry.append(follow_up)
 
-    def _op_for(self, obj: StoredObject, link: Link | None, action: Action) -> WriteOp | None:
+    def _op_for(self, report: RunReport, obj: StoredObject, link: Link | None,
+                action: Action) -> WriteOp | None:
         if action is Action.CREATE and link is None:
             return WriteOp(WriteKind.CREATE, obj.uid, obj.ics, local_id=obj.id)
+        if action is Action.UPDATE and link.parts and obj.is_series \
+                and not self.options.dry_run:
+            return self._series_update(report, obj, link)
         if action in (Action.CREATE, Action.UPDATE):  # CREATE with a link: recreate it there
             return WriteOp(WriteKind.UPDATE, obj.uid, obj.ics, link.remote_id, link.remote_etag,
                            local_id=obj.id)
@@ -326,6 +466,28 @@ class SyncRun:
             return WriteOp(WriteKind.DELETE, obj.uid, None, link.remote_id, link.remote_etag,
                            local_id=obj.id)
         return None
+
+    def _series_update(self, report: RunReport, obj: StoredObject, link: Link) -> WriteOp:
+        """A series changed in Gestan: read the remote's version first, so that what it
+        changed in other occurrences stays, and only the occurrences that differ are
+        written."""
+        remote = self.target.fetch(link.remote_id)
+        if remote is None or remote.ics is None:  # deleted there: Gestan wins, made again
+            return WriteOp(WriteKind.UPDATE, obj.uid, obj.ics, link.remote_id, None,
+                           local_id=obj.id)
+        text = obj.ics
+        if self._key(remote.ics) != link.remote_hash:
+            decision, merged = self._per_occurrence(
+                link.parts, obj.ics, remote.ics, Decision(Action.UPDATE, conflict=True))
+            if merged is not None:
+                text = merged
+                self._merged_ids.add(obj.id)
+            if decision.conflict:
+                self._conflict(report, self.target.name, obj.uid, _summary(remote.ics),
+                               GESTAN, "update", remote.ics,
+                               ", ".join(sorted(self._clashes)))
+        return WriteOp(WriteKind.UPDATE, obj.uid, text, remote.remote_id, remote.etag,
+                       local_id=obj.id, base=remote.ics)
 
     def _after_write(self, report: RunReport, result: WriteResult) -> WriteOp | None:
         """Record a write; a refused one is looked at again (re-read, decide, maybe retry)."""
@@ -338,8 +500,12 @@ class SyncRun:
                 self._links.pop(obj.id, None)
             else:
                 remote = result.remote
-                new = Link(obj.id, remote.remote_id, remote.etag, self._key(obj.ics),
-                           self._key(remote.ics))
+                local_key = self._key(obj.ics)
+                remote_key, parts = self._key(remote.ics), self._parts(remote.ics)
+                if obj.id in self._merged_ids:
+                    # the remote kept occurrences Gestan lacks: the next open brings them
+                    remote_key, parts = local_key, self._parts(obj.ics)
+                new = Link(obj.id, remote.remote_id, remote.etag, local_key, remote_key, parts)
                 self.store.save_link(self.user.id, target, new)
                 self._links[obj.id] = new
             self._record(report, op.kind.value, target, op.uid, op.ics, False, None, GESTAN)
@@ -362,7 +528,7 @@ class SyncRun:
         decision = decide(source, dest, state_)
         if decision.action is Action.LINK:
             new = Link(obj.id, remote.remote_id, remote.etag, self._key(obj.ics),
-                       self._key(remote.ics))
+                       self._key(remote.ics), self._parts(remote.ics))
             self.store.save_link(self.user.id, target, new)
             self._links[obj.id] = new
             return None
@@ -373,10 +539,15 @@ class SyncRun:
                 report.conflicts.append(Conflict(op.uid, _summary(obj.ics), GESTAN, "create",
                                                  None))
             return WriteOp(WriteKind.CREATE, obj.uid, obj.ics, local_id=obj.id)
+        text = obj.ics
+        if decision.conflict and not ours and link and link.parts and not obj.deleted:
+            decision, merged = self._per_occurrence(link.parts, obj.ics, remote.ics, decision)
+            if merged is not None:
+                text = merged
+                self._merged_ids.add(obj.id)
         if decision.conflict and not ours:
-            report.conflicts.append(Conflict(op.uid, _summary(obj.ics), GESTAN,
-                                             op.kind.value, remote.ics))
-            self._items.append(RunItem("conflict", target, op.uid, _summary(remote.ics),
-                                       f"{GESTAN} won ({op.kind.value})", remote.ics))
+            self._conflict(report, target, op.uid, _summary(remote.ics), GESTAN,
+                           op.kind.value, remote.ics)
         kind = WriteKind.DELETE if obj.deleted else WriteKind.UPDATE
-        return WriteOp(kind, obj.uid, obj.ics, remote.remote_id, remote.etag, local_id=obj.id)
+        return WriteOp(kind, obj.uid, text, remote.remote_id, remote.etag, local_id=obj.id,
+                       base=remote.ics if kind is WriteKind.UPDATE else None)

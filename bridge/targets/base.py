@@ -7,7 +7,7 @@ A target converts to and from its own representation; the engine never sees it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -124,9 +124,10 @@ class Target(Protocol):
         """Find the remote calendar; ``cached`` is what an earlier run returned (an opaque
         reference kept in the sync state), so that it is looked up once, not every run."""
 
-    def list_window(self, window: Window) -> Listing:
+    def list_window(self, window: Window, known: Collection[str] = ()) -> Listing:
         """Every object with an instance in ``window`` (no state kept): the slice of time
-        that entered the sync window since the last run."""
+        that entered the sync window since the last run. Objects whose remote id is in
+        ``known`` (already followed) may be left out, and should cost nothing more."""
 
     def list_changes(self, state: str | None, window: Window) -> Listing:
         """Changes since ``state`` (None or expired: a full listing of ``window``)."""

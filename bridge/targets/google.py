@@ -16,7 +16,7 @@ import os
 import random
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
@@ -28,8 +28,10 @@ from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
 from bridge.ical import parse_object
+from bridge.ical.content import CANCELLED, MASTER, content_of, series_zone
+from bridge.ical.model import ParsedObject
 from bridge.ical.series import expand
-from bridge.ical.timezones import rid_instant
+from bridge.ical.timezones import rid_instant, utc_to_date
 from bridge.targets.base import (
     CalendarNotFound,
     Listing,
@@ -48,6 +50,7 @@ from bridge.targets.google_mapping import (
     google_to_ics,
     ics_to_google,
     instance_id,
+    original_start_body,
     recurrence_key,
 )
 
@@ -98,6 +101,10 @@ class _Pending:
     master: dict[str, Any] | None = None
     written: list[dict[str, Any]] = field(default_factory=list)
     tries: int = 0
+    # a write against a base (WriteOp.base): only what differs; the master is skipped
+    # when unchanged (``body`` None), and the series' id and kind come from the op
+    partial: bool = False
+    all_day: bool = False
 
 
 @dataclass
@@ -112,6 +119,7 @@ class _Round:
 
 class GoogleTarget:
     name = "google"
+    carries: frozenset[str] = frozenset()  # times, texts, status, recurrence: no more
 
     def __init__(self, credentials: Any, login: str, calendar_name: str, default_tz: str, *,
                  api_url: str | None = None, sleep: Callable[[float], None] = time.sleep,
@@ -232,6 +240,13 @@ class GoogleTarget:
             if not token:
                 return items, page.get("nextSyncToken")
 
+    def list_window(self, window: Window, known: Collection[str] = ()) -> Listing:
+        items, _ = self._pages(timeMin=window.start.isoformat() + "Z",
+                               timeMax=window.end.isoformat() + "Z", singleEvents=False)
+        skip = set(known)
+        return self._objects([i for i in items if i["id"] not in skip
+                              and i.get("recurringEventId") not in skip], True, None)
+
     def list_changes(self, state: str | None, window: Window) -> Listing:
         full = state is None
         if not full:
@@ -245,6 +260,10 @@ class GoogleTarget:
             items, token = self._pages(
                 timeMin=window.start.isoformat() + "Z", timeMax=window.end.isoformat() + "Z",
                 singleEvents=False, showDeleted=True)
+        return self._objects(items, full, token)
+
+    def _objects(self, items: list[dict], full: bool, token: str | None) -> Listing:
+        """Listed events as calendar objects: each series whole (master and exceptions)."""
         masters: dict[str, dict] = {}
         exceptions: dict[str, list[dict]] = {}
         for item in items:
@@ -345,20 +364,26 @@ class GoogleTarget:
         return body, exceptions
 
     def _request(self, pending: _Pending):
+        """The next request of a write. Updates are patches of the fields Gestan owns:
+        attendees, reminders, colours, conference links, other apps' properties stay."""
         op, events = pending.op, self._events()
-        if pending.master is not None:  # phase 2: the next exception of a series
+        if pending.master is not None or (pending.partial and pending.body is None):
+            # phase 2: the next exception of a series
             exception = pending.exceptions[len(pending.written)]
-            all_day = "date" in pending.master["start"]
-            eid = instance_id(pending.master["id"], exception["originalStartTime"], all_day)
-            return events.update(calendarId=self.calendar_id, eventId=eid, body=exception)
+            if pending.master is not None:
+                master_id, all_day = pending.master["id"], "date" in pending.master["start"]
+            else:
+                master_id, all_day = op.remote_id, pending.all_day
+            eid = instance_id(master_id, exception["originalStartTime"], all_day)
+            return events.patch(calendarId=self.calendar_id, eventId=eid, body=exception)
         if op.kind is WriteKind.DELETE:
             request = events.delete(calendarId=self.calendar_id, eventId=op.remote_id)
         elif op.kind is WriteKind.CREATE and op.remote_id is None:
             pending.body = dict(pending.body, id=stable_id(self.login, op.uid))
             request = events.insert(calendarId=self.calendar_id, body=pending.body)
         else:
-            request = events.update(calendarId=self.calendar_id,
-                                    eventId=op.remote_id, body=pending.body)
+            request = events.patch(calendarId=self.calendar_id,
+                                   eventId=op.remote_id, body=pending.body)
         if op.etag and op.kind is not WriteKind.CREATE:
             request.headers["If-Match"] = op.etag
         return request
@@ -371,8 +396,14 @@ class GoogleTarget:
             if op.kind is not WriteKind.DELETE:
                 try:
                     pending.body, pending.exceptions = self._body(op)
+                    if op.base is not None and op.kind is WriteKind.UPDATE:
+                        self._only_changes(pending)
                 except ValueError as exc:
                     on_result(WriteResult(op, error=WriteError.REJECTED, message=str(exc)))
+                    continue
+                if pending.partial and pending.body is None and not pending.exceptions:
+                    on_result(WriteResult(op, remote=RemoteObject(
+                        op.remote_id, op.etag, op.ics, op.uid)))  # nothing differs
                     continue
             queue.append(pending)
         attempt = 0
@@ -437,17 +468,71 @@ class GoogleTarget:
         if op.kind is WriteKind.DELETE:
             on_result(WriteResult(op))
             return None
-        if pending.master is None:
+        if pending.master is None and not (pending.partial and pending.body is None):
             pending.master = response
-            if op.kind is WriteKind.UPDATE and response.get("recurrence"):
+            if (op.kind is WriteKind.UPDATE and response.get("recurrence")
+                    and not pending.partial):
                 pending.exceptions += self._stale_exceptions(op, response, pending.exceptions)
         else:
             pending.written.append(response)
         if len(pending.written) < len(pending.exceptions):
             return pending
-        remote = self._remote(pending.master, pending.written)
+        if pending.partial:  # the rest of the series is as the base said: no re-read
+            etag = pending.master.get("etag") if pending.master else op.etag
+            remote = RemoteObject(op.remote_id, etag, op.ics, op.uid)
+        else:
+            remote = self._remote(pending.master, pending.written)
         on_result(WriteResult(op, remote=remote))
         return None
+
+    def _only_changes(self, pending: _Pending) -> None:
+        """Keep only the writes that make the remote's ``base`` into ``op.ics``: the master
+        if its own part changed, and one instance patch per occurrence that differs
+        (overridden, cancelled, or put back as the series generates it)."""
+        op, tz = pending.op, self.default_tz
+        base, new = parse_object(op.base, tz), parse_object(op.ics, tz)
+        if not (base.is_series and new.is_series):
+            return  # a single event (or one becoming a series): one patch of the master
+        before, after = content_of(base, tz).parts, content_of(new, tz).parts
+        changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+        pending.partial, pending.all_day = True, new.master.all_day
+        if MASTER not in changed:
+            pending.body = None
+        wanted = {}
+        for body in pending.exceptions:
+            key = recurrence_key(body["originalStartTime"],
+                                 series_zone(new.master, tz))
+            if new.master.all_day and len(key) != 8:
+                key = utc_to_date(rid_instant(key, tz), tz).strftime("%Y%m%d")
+            wanted[key] = body
+        bodies = []
+        for key in sorted(changed - {MASTER}):
+            if key in wanted:
+                bodies.append(wanted[key])
+            else:
+                bodies.append(self._instance_body(new, key, after.get(key) == CANCELLED))
+        pending.exceptions = bodies
+
+    def _instance_body(self, parsed: ParsedObject, key: str, cancelled: bool
+                       ) -> dict[str, Any]:
+        """A patch for one instance: cancelled, or back to what the series generates."""
+        tz = self.default_tz
+        master = parsed.master
+        series_tz = series_zone(master, tz)
+        body: dict[str, Any] = {"originalStartTime": original_start_body(key, master,
+                                                                          series_tz)}
+        if cancelled:
+            body["status"] = "cancelled"
+            return body
+        instant = rid_instant(key, series_tz)
+        generated = {o.recurrence_id: o for o in expand(
+            parsed.series_ics, instant - timedelta(days=1), instant + timedelta(days=1), tz,
+            with_overrides=False)}
+        if key in generated:
+            body.update(event_fields(generated[key], tz))
+        else:
+            body["status"] = "cancelled"
+        return body
 
     def _stale_exceptions(self, op: WriteOp, master: dict, wanted: list[dict]) -> list[dict]:
         """Bodies undoing the Google exceptions Gestan no longer has: an occurrence deleted in

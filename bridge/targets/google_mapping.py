@@ -227,7 +227,7 @@ def ics_to_google(ics: str, default_tz: str = "Europe/Paris"
         if override.status == "CANCELLED" or override.recurrence_id in exdates:
             continue
         exceptions.append({
-            "originalStartTime": _original_start_body(override.recurrence_id, event,
+            "originalStartTime": original_start_body(override.recurrence_id, event,
                                                       series_tz),
             **event_fields(override, default_tz)})
     return body, exceptions
@@ -247,7 +247,7 @@ def event_fields(event: EventData, default_tz: str) -> dict[str, Any]:
             "start": start, "end": end, "status": _TO_GOOGLE_STATUS[event.status]}
 
 
-def _original_start_body(key: str, master: EventData, series_tz: str) -> dict[str, Any]:
+def original_start_body(key: str, master: EventData, series_tz: str) -> dict[str, Any]:
     """Google's ``originalStartTime`` for a recurrence-id key, in the series' zone."""
     if master.all_day:
         if len(key) != 8:

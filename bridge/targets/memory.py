@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -234,6 +234,9 @@ class MemoryTarget:
     """The client side: implements :class:`bridge.targets.base.Target` over an account."""
 
     name = "memory"
+    # it stores the iCalendar text whole: alarms, attendees and the rest come back, so their
+    # edits there are changes (the engine's content keys include them)
+    carries: frozenset[str] = frozenset({"VALARM", "ATTENDEE", "CATEGORIES", "CONTACT"})
 
     def __init__(self, account: MemoryAccount, calendar_name: str,
                  default_tz: str = "Europe/Paris") -> None:
@@ -292,6 +295,16 @@ class MemoryTarget:
         # A text the bridge cannot read is handed over as is: the caller's parser reports
         # why (the remote converts nothing, so nothing is "unreadable" here).
         return Listing([o.remote() for o in chosen], calendar._state(), since is None)
+
+    def list_window(self, window: Window, known: Collection[str] = ()) -> Listing:
+        """Every live object overlapping ``window`` but those in ``known``; no state."""
+        calendar = self._bound()
+        self._count("list")
+        self.account._read()
+        skip = set(known)
+        chosen = [o for o in calendar.live()
+                  if o.remote_id not in skip and calendar._overlaps(o, window)]
+        return Listing([o.remote() for o in chosen], None, True)
 
     def fetch(self, remote_id: str) -> RemoteObject | None:
         calendar = self._bound()
