@@ -7,7 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.sync.decide import ABSENT, UNKNOWN, Action, Decision, LinkState, Present, decide
+from bridge.sync.decide import (
+    ABSENT,
+    UNKNOWN,
+    Action,
+    Decision,
+    LinkState,
+    Present,
+    decide,
+    split_occurrences,
+)
 
 A, B, C = Present("a"), Present("b"), Present("c")
 LINKED = LinkState(source_key="a", dest_key="a")  # both sides were "a" at the last sync
@@ -58,3 +67,29 @@ def test_table_covers_every_state_combination():
                     assert decision.action is Action.NOTHING
                 if decision.action in (Action.DELETE, Action.FORGET):
                     assert source is ABSENT and link is not None, "deletes need a signal"
+
+
+# Per occurrence (DESIGN.md rule 5): agreed, source, destination parts → kept from the
+# destination, clashes. "" is the master; a missing key is "as the series generates".
+SPLITS = [
+    # nothing changed
+    ({"": "m"}, {"": "m"}, {"": "m"}, set(), set()),
+    # the source moved A, the destination moved B: B stays, no clash
+    ({"": "m"}, {"": "m", "A": "a1"}, {"": "m", "B": "b1"}, {"B"}, set()),
+    # both moved A, differently: the source wins A, a clash
+    ({"": "m"}, {"": "m", "A": "a1"}, {"": "m", "A": "a2"}, set(), {"A"}),
+    # both made the same change: no clash
+    ({"": "m"}, {"": "m", "A": "a1"}, {"": "m", "A": "a1"}, set(), set()),
+    # the destination cancelled C, the source changed the master's title
+    ({"": "m"}, {"": "m2"}, {"": "m", "C": "cancelled"}, {"C"}, set()),
+    # the destination put A back as generated while the source kept it: A from the dest
+    ({"": "m", "A": "a1"}, {"": "m", "A": "a1"}, {"": "m"}, {"A"}, set()),
+    # both changed the master differently
+    ({"": "m"}, {"": "m2"}, {"": "m3"}, set(), {""}),
+]
+
+
+@pytest.mark.parametrize(("agreed", "source", "dest", "from_dest", "clashes"), SPLITS)
+def test_split_occurrences(agreed, source, dest, from_dest, clashes) -> None:
+    split = split_occurrences(agreed, source, dest)
+    assert (set(split.from_dest), set(split.clashes)) == (from_dest, clashes)

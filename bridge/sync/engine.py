@@ -107,6 +107,7 @@ class _PullStep:
     local: StoredObject | None = None
     decision: Decision = Decision(Action.NOTHING)
     merged: str | None = None   # a series merged per occurrence: what Gestan gets
+    clashes: frozenset[str] = frozenset()  # occurrences both sides changed
 
 
 class SyncRun:
@@ -309,23 +310,23 @@ class SyncRun:
         step.decision = decide(source, dest, state)
         if (step.decision.action is Action.UPDATE and step.decision.conflict and link
                 and link.parts and isinstance(dest, Present)):
-            step.decision, step.merged = self._per_occurrence(
+            step.decision, step.merged, step.clashes = self._per_occurrence(
                 link.parts, remote.ics, local.ics, step.decision)
 
     def _per_occurrence(self, agreed: dict[str, str], source_ics: str, dest_ics: str,
-                        decision: Decision) -> tuple[Decision, str | None]:
+                        decision: Decision
+                        ) -> tuple[Decision, str | None, frozenset[str]]:
         """A series changed on both sides: each occurrence from the side that changed it;
         a conflict only where both changed the same occurrence."""
         source, dest = self._parts(source_ics), self._parts(dest_ics)
         if source is None or dest is None:
-            return decision, None
+            return decision, None, frozenset()
         split = split_occurrences(agreed, source, dest)
         merged = None
         if split.from_dest:
             merged = merge_occurrences(source_ics, dest_ics, set(split.from_dest),
                                        self.user.timezone)
-        self._clashes = split.clashes
-        return Decision(decision.action, conflict=bool(split.clashes)), merged
+        return Decision(decision.action, conflict=bool(split.clashes)), merged, split.clashes
 
     def _apply_pull_safely(self, report: RunReport, step: _PullStep) -> None:
         """Apply one step; if Gestan's object changed since it was read (a phone's write
@@ -378,9 +379,8 @@ class SyncRun:
             self._items.append(RunItem(action.value, GESTAN, uid,
                                        _summary(remote.ics) or _summary(losing), "", None))
             if decision.conflict:
-                clashes = getattr(self, "_clashes", frozenset()) if step.merged else ()
                 self._conflict(report, GESTAN, uid, _summary(remote.ics), target,
-                               action.value, losing, ", ".join(sorted(clashes)))
+                               action.value, losing, ", ".join(sorted(step.clashes)))
         elif action is Action.DELETE:
             self.store.pull_delete(self.user.login, target, local)
             self._record(report, "delete", GESTAN, uid, None, decision.conflict, local.ics,
@@ -477,15 +477,14 @@ class SyncRun:
                            local_id=obj.id)
         text = obj.ics
         if self._key(remote.ics) != link.remote_hash:
-            decision, merged = self._per_occurrence(
+            decision, merged, clashes = self._per_occurrence(
                 link.parts, obj.ics, remote.ics, Decision(Action.UPDATE, conflict=True))
             if merged is not None:
                 text = merged
                 self._merged_ids.add(obj.id)
             if decision.conflict:
                 self._conflict(report, self.target.name, obj.uid, _summary(remote.ics),
-                               GESTAN, "update", remote.ics,
-                               ", ".join(sorted(self._clashes)))
+                               GESTAN, "update", remote.ics, ", ".join(sorted(clashes)))
         return WriteOp(WriteKind.UPDATE, obj.uid, text, remote.remote_id, remote.etag,
                        local_id=obj.id, base=remote.ics)
 
@@ -541,7 +540,8 @@ class SyncRun:
             return WriteOp(WriteKind.CREATE, obj.uid, obj.ics, local_id=obj.id)
         text = obj.ics
         if decision.conflict and not ours and link and link.parts and not obj.deleted:
-            decision, merged = self._per_occurrence(link.parts, obj.ics, remote.ics, decision)
+            decision, merged, _ = self._per_occurrence(link.parts, obj.ics, remote.ics,
+                                                       decision)
             if merged is not None:
                 text = merged
                 self._merged_ids.add(obj.id)
