@@ -126,3 +126,60 @@ def test_an_occurrence_moved_out_of_the_window_does_not_come_back(store, fake, c
     fake.expire_sync_tokens()
     run(store, fake, "open")
     assert subjects(store) == ["Cours"] * 4, "nor after a re-listing (410)"
+
+
+# ---------------------------------------------------------------- point 1
+
+FOREIGN = {"attendees": [{"email": "bob@example.com", "responseStatus": "accepted"}],
+           "reminders": {"useDefault": False, "overrides": [{"method": "popup",
+                                                              "minutes": 30}]},
+           "colorId": "5", "visibility": "private", "transparency": "transparent",
+           "extendedProperties": {"shared": {"crm": "42"}, "private": {"other-app": "x"}}}
+
+
+def test_a_gestan_edit_keeps_what_google_holds_and_gestan_does_not(store, fake, cal):
+    event = fake.insert_event(cal, gevent(2, "Client") | FOREIGN)
+    run(store, fake, "open")
+    [obj] = objects(store)
+    store.put_object("alice", obj.href, obj.ics.replace("SUMMARY:Client", "SUMMARY:Client 2"))
+    assert run(store, fake, "close").remote.updated == 1
+    now = fake.event(cal, event["id"])
+    assert now["summary"] == "Client 2"
+    for name, value in FOREIGN.items():
+        if name == "extendedProperties":
+            assert now[name]["shared"] == value["shared"]
+            assert now[name]["private"]["other-app"] == "x", "other apps' properties stay"
+        else:
+            assert now[name] == value, name
+
+
+def test_moving_one_occurrence_in_gestan_writes_that_occurrence_only(store, fake, cal):
+    master = fake.insert_event(cal, gevent(1, "Cours", hour=8,
+                                           recurrence=["RRULE:FREQ=WEEKLY;COUNT=5"]) | FOREIGN)
+    service = fake.build_service()
+    instances = service.events().instances(calendarId=cal, eventId=master["id"]).execute()
+    kept = instances["items"][1]
+    service.events().patch(calendarId=cal, eventId=kept["id"],
+                           body={"summary": "Cours (salle B)", "colorId": "9"}).execute()
+    run(store, fake, "open")
+    before = {e["id"]: e["etag"] for e in fake.events(cal)}
+    third = [a for a in store.agenda("alice") if a.event.subject == "Cours"][2]
+    [obj] = objects(store)
+    rid = f"{third.event.start:%Y%m%dT%H%M%S}Z"
+    override = (f"BEGIN:VEVENT\r\nUID:{obj.uid}\r\nDTSTAMP:20260101T000000Z\r\n"
+                f"RECURRENCE-ID:{rid}\r\nDTSTART:{rid}\r\n"
+                f"DURATION:PT1H\r\nSUMMARY:Cours (déplacé)\r\nEND:VEVENT\r\n")
+    store.put_object("alice", obj.href, obj.ics.replace("END:VCALENDAR",
+                                                        override + "END:VCALENDAR"))
+    fake.reset_log()
+    report = run(store, fake, "close")
+    assert report.remote.updated == 1 and report.conflicts == []
+    after = {e["id"]: e for e in fake.events(cal)}
+    assert after[master["id"]]["etag"] == before[master["id"]], "the master is not rewritten"
+    assert after[kept["id"]]["etag"] == before[kept["id"]], "nor the other exception"
+    assert after[master["id"]]["attendees"] == FOREIGN["attendees"]
+    assert after[kept["id"]]["colorId"] == "9", "an untouched exception keeps its colour"
+    assert after[kept["id"]]["summary"] == "Cours (salle B)"
+    writes = [r for r in fake.request_log if r.method in ("PATCH", "PUT", "POST", "DELETE")
+              and r.in_batch]
+    assert len(writes) == 1, "one occurrence changed: one write"
