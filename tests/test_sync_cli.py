@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -18,71 +17,22 @@ from bridge import targets
 from bridge.cli.main import main
 from bridge.store import open_store
 from bridge.targets import TargetKind
-from bridge.targets.base import (
-    Listing,
-    RemoteObject,
-    RequestCounter,
-    TargetStopped,
-    Window,
-    WriteKind,
-    WriteOp,
-    WriteResult,
-)
 from bridge.targets.google_auth import save_credentials
+from bridge.targets.memory import MemoryAccount, MemoryCalendar
 from tests.fakes.google_calendar import FakeGoogleCalendar
 
 CALENDAR = "Gestan RDV"
 
 
-class MemoryTarget:
-    """A second kind of target for the runner's tests: keeps what is pushed, pulls nothing,
-    and stops every call with ``stop`` once it is set."""
-
-    name = "memo"
-
-    def __init__(self) -> None:
-        self.requests = RequestCounter()
-        self.objects: dict[str, str | None] = {}
-        self.stop: str | None = None
-
-    def _call(self) -> None:
-        self.requests.count += 1
-        if self.stop:
-            raise TargetStopped(self.stop)
-
-    def bind(self, cached: str | None) -> str:
-        return "memo"
-
-    def list_changes(self, state: str | None, window: Window) -> Listing:
-        self._call()
-        return Listing([], "memo-state", full=state is None)
-
-    def fetch(self, remote_id: str) -> RemoteObject | None:
-        self._call()
-        ics = self.objects.get(remote_id)
-        return RemoteObject(remote_id, "1", ics) if ics else None
-
-    def write(self, ops: Sequence[WriteOp], on_result: Callable[[WriteResult], None]) -> None:
-        for op in ops:
-            self._call()
-            remote_id = op.remote_id or op.uid
-            if op.kind is WriteKind.DELETE:
-                self.objects.pop(remote_id, None)
-                on_result(WriteResult(op))
-                continue
-            self.objects[remote_id] = op.ics
-            on_result(WriteResult(op, remote=RemoteObject(remote_id, str(len(self.objects)),
-                                                          op.ics, op.uid)))
-
-
-def memory_kind(monkeypatch) -> MemoryTarget:
-    """Register "memo" after Google for this test (set up when the user's settings say
-    ``memo``); every build answers the same MemoryTarget."""
-    memo = MemoryTarget()
-    monkeypatch.setitem(targets._KINDS, "memo", TargetKind(
-        "memo", "Memo", lambda user: None if user.settings.get("memo") else "set memo",
-        lambda user: memo))
-    return memo
+def memory_kind(monkeypatch) -> tuple[MemoryAccount, MemoryCalendar]:
+    """Register the in-memory target after Google for this test, set up for a user whose
+    settings say ``memory``; every run builds a client of the same account."""
+    account = MemoryAccount()
+    calendar = account.add_calendar(CALENDAR)
+    monkeypatch.setitem(targets._KINDS, "memory", TargetKind(
+        "memory", "Memory", lambda user: None if user.settings.get("memory") else "set it",
+        lambda user: account.target(CALENDAR)))
+    return account, calendar
 
 
 @pytest.fixture
@@ -316,21 +266,21 @@ def test_several_targets_print_each_report_and_exit_with_the_worst(alice, monkey
     for name in ("GESTAN_BRIDGE_DB", "GESTAN_BRIDGE_TOKEN_DIR", "GESTAN_BRIDGE_GOOGLE_API_URL",
                  "GESTAN_BRIDGE_GOOGLE_TOKEN_URI"):
         monkeypatch.setenv(name, variables[name])
-    memo = memory_kind(monkeypatch)
+    account, memory = memory_kind(monkeypatch)
     add(variables, "Partout", 2)
-    assert main(["sync", "close", "--user", "alice"]) == 0, "memo is not set up: Google only"
-    assert "⇄ memo" not in capsys.readouterr().out
-    store.set_user("alice", settings={"memo": "on"})
+    assert main(["sync", "close", "--user", "alice"]) == 0, "memory is not set up: Google only"
+    assert "⇄ memory" not in capsys.readouterr().out
+    store.set_user("alice", settings={"memory": "on"})
     assert main(["sync", "close", "--user", "alice"]) == 0
     out = capsys.readouterr().out
-    assert "close alice ⇄ google: ok" in out and "close alice ⇄ memo: ok" in out
-    assert "memo: 1 created" in out and len(memo.objects) == 1
-    memo.stop = "the memo calendar is down"
+    assert out.index("close alice ⇄ google: ok") < out.index("close alice ⇄ memory: ok")
+    assert "memory: 1 created" in out and len(memory.live()) == 1
+    account.fail_next(10, kind="read")
     fake.insert_event(cal, google_event(3, "Chaque minute",
                                         recurrence=["RRULE:FREQ=MINUTELY;COUNT=30"]))
     assert main(["sync", "open", "--user", "alice", "--target", "google"]) == 3
     assert main(["sync", "open", "--user", "alice"]) == 1, "stopped (1) is worse than 3"
     captured = capsys.readouterr()
-    assert captured.err.splitlines()[-1] == ("gestan-bridge: error: memo: the memo calendar "
-                                             "is down")
+    assert captured.err.splitlines()[-1] == ("gestan-bridge: error: memory: the remote "
+                                             "calendar is not answering (injected failure)")
     assert "open alice ⇄ google: ok" in captured.out

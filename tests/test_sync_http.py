@@ -214,19 +214,19 @@ def test_two_syncs_of_one_user_never_run_at_once(server, google):
 def test_every_connected_target_runs_in_order_and_the_worst_decides(server, google,
                                                                     monkeypatch):
     fake, cal = google
-    memo = memory_kind(monkeypatch)
-    server.store.set_user("alice", settings={"memo": "on"})
+    account, memory = memory_kind(monkeypatch)
+    server.store.set_user("alice", settings={"memory": "on"})
     body = expect(post(server, "alice", "close"), 200, "ok", 0)
-    assert [r["target"] for r in body["runs"]] == ["google", "memo"]
+    assert [r["target"] for r in body["runs"]] == ["google", "memory"]
     assert [r["remote"]["created"] for r in body["runs"]] == [1, 1]
-    assert len(fake.events(cal)) == 1 and len(memo.objects) == 1
-    only = expect(post(server, "alice", "close", target="memo"), 200, "ok", 0)
-    assert [r["target"] for r in only["runs"]] == ["memo"]
-    memo.stop = "the memo calendar is down"
+    assert len(fake.events(cal)) == 1 and len(memory.live()) == 1
+    only = expect(post(server, "alice", "close", target="memory"), 200, "ok", 0)
+    assert [r["target"] for r in only["runs"]] == ["memory"]
+    account.fail_next(10, kind="write")
     add(server.store, "Encore", 4)
     body = expect(post(server, "alice", "close", target="all"), 409, "stopped", 1)
     assert [(r["target"], r["status"]) for r in body["runs"]] == [("google", "ok"),
-                                                                  ("memo", "stopped")]
-    assert body["runs"][0]["remote"]["created"] == 1
-    assert body["error"] == "memo: the memo calendar is down"
-    assert targets.get("memo") is not None
+                                                                  ("memory", "stopped")]
+    assert body["runs"][0]["remote"]["created"] == 1, "Google's run is reported whole"
+    assert body["error"] == "memory: the remote calendar is not answering (injected failure)"
+    assert targets.get("memory") is not None
