@@ -284,3 +284,15 @@ def test_several_targets_print_each_report_and_exit_with_the_worst(alice, monkey
     assert captured.err.splitlines()[-1] == ("gestan-bridge: error: memory: the remote "
                                              "calendar is not answering (injected failure)")
     assert "open alice ⇄ google: ok" in captured.out
+
+
+def test_an_unexpected_remote_refusal_is_one_line_without_traceback(alice):
+    fake, cal, variables, _ = alice
+    add(variables, "Refusé", 2)
+    fake.fail_next(1, 400, "badRequest")
+    refused = cli(variables, "sync", "close", "--user", "alice")
+    one_error(refused, "unexpected HttpError", "GESTAN_BRIDGE_DEBUG=1")
+    assert fake.events(cal) == []
+    fake.fail_next(1, 400, "badRequest")
+    debug = cli({**variables, "GESTAN_BRIDGE_DEBUG": "1"}, "sync", "close", "--user", "alice")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,9 @@ out = Console(highlight=False, soft_wrap=True)
 DbOption = Annotated[str | None, typer.Option(
     "--db", envvar="GESTAN_BRIDGE_DB", help="Database URL (default sqlite:///gestan.db).")]
 UserOption = Annotated[str, typer.Option("--user", "-u", help="The user's login.")]
+
+
+DEBUG_ENV = "GESTAN_BRIDGE_DEBUG"  # set: an unexpected error shows its traceback
 
 
 class CliError(Exception):
@@ -275,7 +279,11 @@ def main(argv: list[str] | None = None) -> int:
             # typer validates typed options with pydantic
             problems = "; ".join(f"{e.get('input')!r}: {e.get('msg')}" for e in exc.errors())
             return _fail(f"invalid value {problems}", 2)
-        raise
+        if os.environ.get(DEBUG_ENV):
+            raise
+        first = " ".join((str(exc).splitlines() or [""])[0].split())[:300]
+        return _fail(f"unexpected {type(exc).__name__}{': ' + first if first else ''} "
+                     f"(set {DEBUG_ENV}=1 for the traceback)")
     return status if isinstance(status, int) and not isinstance(status, bool) else 0
 
 
