@@ -183,3 +183,30 @@ def test_moving_one_occurrence_in_gestan_writes_that_occurrence_only(store, fake
     writes = [r for r in fake.request_log if r.method in ("PATCH", "PUT", "POST", "DELETE")
               and r.in_batch]
     assert len(writes) == 1, "one occurrence changed: one write"
+
+
+# ---------------------------------------------------------------- point 12
+
+def test_the_open_after_a_close_that_wrote_series_reads_nothing_more(store, fake, cal):
+    for n in range(3):
+        start = at(1 + n, 8).strftime("%Y%m%dT%H%M%S")
+        moved = at(8 + n, 15).strftime("%Y%m%dT%H%M%S")
+        rid = at(8 + n, 8).strftime("%Y%m%dT%H%M%S")
+        store.put_object("alice", f"s{n}.ics", (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:phone\r\nBEGIN:VEVENT\r\n"
+            f"UID:serie-{n}\r\nDTSTART;TZID=Europe/Paris:{start}\r\nDURATION:PT1H\r\n"
+            f"RRULE:FREQ=WEEKLY;COUNT=6\r\nSUMMARY:Série {n}\r\nEND:VEVENT\r\n"
+            f"BEGIN:VEVENT\r\nUID:serie-{n}\r\nRECURRENCE-ID;TZID=Europe/Paris:{rid}\r\n"
+            f"DTSTART;TZID=Europe/Paris:{moved}\r\nDURATION:PT1H\r\n"
+            f"SUMMARY:Série {n} (déplacée)\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"))
+    run(store, fake, "open")   # the sync token is taken before the close writes
+    assert run(store, fake, "close").remote.created == 3
+    fake.reset_log()
+    report = run(store, fake, "open")
+    assert report.gestan.updated == report.gestan.created == 0
+    assert fake.request_count == 1, "the incremental listing only, no read per series"
+    # another client's edit of one exception is still seen
+    exception = next(e for e in live(fake, cal) if e.get("recurringEventId"))
+    fake.patch_event(cal, exception["id"], {"summary": "Changée ailleurs"})
+    assert run(store, fake, "open").gestan.updated == 1
+    assert "Changée ailleurs" in subjects(store)

@@ -329,7 +329,8 @@ class Store:
             stored = objects.put(conn, user, href, parsed, revision)
             sync_tables.save_link(conn, user.id, target, Link(
                 stored.id, link.remote_id, link.remote_etag,
-                link.local_hash or key_of(stored.ics), link.remote_hash, link.parts),
+                link.local_hash or key_of(stored.ics), link.remote_hash, link.parts,
+                link.pieces),
                 now_utc())
             return stored
 

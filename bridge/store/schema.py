@@ -137,6 +137,9 @@ sync_links = Table(
     # JSON {occurrence: key} of the agreed version ("" the master; NULL: a single event or
     # a link made before per-occurrence sync): series conflicts are decided per occurrence.
     Column("parts", Text),
+    # JSON list: the versions of the pieces the remote keeps apart (a Google series' master
+    # and exceptions) as last seen or written: a listing of only these is our own write.
+    Column("remote_pieces", Text),
     Column("updated_at", DateTime, nullable=False),
     UniqueConstraint("user_id", "target", "object_id", name="uq_links_object"),
     UniqueConstraint("user_id", "target", "remote_id", name="uq_links_remote"),

@@ -33,6 +33,8 @@ class Link:
     remote_hash: str
     # {occurrence key: content key} of the agreed version of a series (None: decide whole)
     parts: dict[str, str] | None = None
+    # versions of the remote's pieces (RemoteObject.pieces) as last seen or written
+    pieces: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,8 @@ def release_lock(conn: Connection, user_id: int, holder: str) -> None:
 
 def _link(row) -> Link:
     return Link(row.object_id, row.remote_id, row.remote_etag, row.local_hash, row.remote_hash,
-                json.loads(row.parts) if row.parts else None)
+                json.loads(row.parts) if row.parts else None,
+                frozenset(json.loads(row.remote_pieces)) if row.remote_pieces else frozenset())
 
 
 def links(conn: Connection, user_id: int, target: str) -> list[Link]:
@@ -147,7 +150,9 @@ def save_link(conn: Connection, user_id: int, target: str, link: Link, now: date
         user_id=user_id, target=target, object_id=link.object_id, remote_id=link.remote_id,
         remote_etag=link.remote_etag, local_hash=link.local_hash,
         remote_hash=link.remote_hash,
-        parts=json.dumps(link.parts, sort_keys=True) if link.parts else None, updated_at=now))
+        parts=json.dumps(link.parts, sort_keys=True) if link.parts else None,
+        remote_pieces=json.dumps(sorted(link.pieces)) if link.pieces else None,
+        updated_at=now))
 
 
 def forget_link(conn: Connection, user_id: int, target: str, object_id: int) -> None:

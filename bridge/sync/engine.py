@@ -240,7 +240,9 @@ class SyncRun:
     def _listing(self, state, links: dict[str, Link]) -> Listing:
         """The remote's changes since the last open, and what entered the window since (a
         listing of the new slice only, at most once a day)."""
-        listing = self.target.list_changes(state.remote_state, self.window)
+        listing = self.target.list_changes(
+            state.remote_state, self.window,
+            known={r: link.pieces for r, link in links.items() if link.pieces})
         entered = state.open_window_end
         if listing.full or entered is None or entered >= self.window.end:
             return listing
@@ -373,7 +375,8 @@ class SyncRun:
                 text = keep_local_extras(text, local.ics, self.carries)
             self.store.pull_object(
                 self.user.login, target, self._parse(text),
-                Link(0, remote.remote_id, remote.etag, local_hash, remote_key, parts),
+                Link(0, remote.remote_id, remote.etag, local_hash, remote_key, parts,
+                     remote.pieces),
                 key_of=self._key, expected=None if local is None or local.deleted else local)
             report.count(GESTAN, action.value)
             self._items.append(RunItem(action.value, GESTAN, uid,
@@ -388,7 +391,7 @@ class SyncRun:
         elif action is Action.LINK:
             self.store.save_link(self.user.id, target, Link(
                 local.id, remote.remote_id, remote.etag, self._key(local.ics), remote_key,
-                parts))
+                parts, remote.pieces))
         elif action is Action.FORGET and link is not None:
             self.store.forget_link(self.user.id, target, link.object_id)
 
@@ -486,7 +489,7 @@ class SyncRun:
                 self._conflict(report, self.target.name, obj.uid, _summary(remote.ics),
                                GESTAN, "update", remote.ics, ", ".join(sorted(clashes)))
         return WriteOp(WriteKind.UPDATE, obj.uid, text, remote.remote_id, remote.etag,
-                       local_id=obj.id, base=remote.ics)
+                       local_id=obj.id, base=remote.ics, base_pieces=remote.pieces)
 
     def _after_write(self, report: RunReport, result: WriteResult) -> WriteOp | None:
         """Record a write; a refused one is looked at again (re-read, decide, maybe retry)."""
@@ -501,10 +504,13 @@ class SyncRun:
                 remote = result.remote
                 local_key = self._key(obj.ics)
                 remote_key, parts = self._key(remote.ics), self._parts(remote.ics)
+                pieces = remote.pieces
                 if obj.id in self._merged_ids:
-                    # the remote kept occurrences Gestan lacks: the next open brings them
-                    remote_key, parts = local_key, self._parts(obj.ics)
-                new = Link(obj.id, remote.remote_id, remote.etag, local_key, remote_key, parts)
+                    # the remote kept occurrences Gestan lacks: the next open must read
+                    # them (its pieces are not "ours") and bring them
+                    remote_key, parts, pieces = local_key, self._parts(obj.ics), frozenset()
+                new = Link(obj.id, remote.remote_id, remote.etag, local_key, remote_key, parts,
+                           pieces)
                 self.store.save_link(self.user.id, target, new)
                 self._links[obj.id] = new
             self._record(report, op.kind.value, target, op.uid, op.ics, False, None, GESTAN)
@@ -527,7 +533,7 @@ class SyncRun:
         decision = decide(source, dest, state_)
         if decision.action is Action.LINK:
             new = Link(obj.id, remote.remote_id, remote.etag, self._key(obj.ics),
-                       self._key(remote.ics), self._parts(remote.ics))
+                       self._key(remote.ics), self._parts(remote.ics), remote.pieces)
             self.store.save_link(self.user.id, target, new)
             self._links[obj.id] = new
             return None
@@ -549,5 +555,7 @@ class SyncRun:
             self._conflict(report, target, op.uid, _summary(remote.ics), GESTAN,
                            op.kind.value, remote.ics)
         kind = WriteKind.DELETE if obj.deleted else WriteKind.UPDATE
+        update = kind is WriteKind.UPDATE
         return WriteOp(kind, obj.uid, text, remote.remote_id, remote.etag, local_id=obj.id,
-                       base=remote.ics if kind is WriteKind.UPDATE else None)
+                       base=remote.ics if update else None,
+                       base_pieces=remote.pieces if update else frozenset())

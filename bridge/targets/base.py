@@ -7,7 +7,7 @@ A target converts to and from its own representation; the engine never sees it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -28,6 +28,9 @@ class RemoteObject:
     etag: str | None
     ics: str | None              # None: the remote says it was deleted (a positive signal)
     foreign_uid: str | None = None  # the Gestan UID we stamped on it, when it carries one
+    # versions of the pieces the remote keeps apart (a Google series: the etags of its
+    # master and exceptions); the engine keeps them and hands them back to list_changes
+    pieces: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class WriteOp:
     # writes only the occurrences (master, exceptions, cancelled instances) that differ
     # from it. None: write every field Gestan owns (never the fields it does not own).
     base: str | None = None
+    base_pieces: frozenset[str] = frozenset()  # the base's RemoteObject.pieces
 
 
 class WriteError(StrEnum):
@@ -129,8 +133,12 @@ class Target(Protocol):
         that entered the sync window since the last run. Objects whose remote id is in
         ``known`` (already followed) may be left out, and should cost nothing more."""
 
-    def list_changes(self, state: str | None, window: Window) -> Listing:
-        """Changes since ``state`` (None or expired: a full listing of ``window``)."""
+    def list_changes(self, state: str | None, window: Window,
+                     known: Mapping[str, frozenset[str]] | None = None) -> Listing:
+        """Changes since ``state`` (None or expired: a full listing of ``window``).
+        ``known``: remote id → the pieces last seen or written (RemoteObject.pieces); an
+        object all of whose listed pieces are known is unchanged (our own write) and may be
+        left out without reading more of it."""
 
     def fetch(self, remote_id: str) -> RemoteObject | None:
         """The object now, or None when the remote confirms it does not exist."""

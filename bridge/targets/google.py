@@ -16,7 +16,7 @@ import os
 import random
 import time
 import urllib.parse
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
@@ -83,6 +83,23 @@ def _retry_after(error: HttpError) -> float:
         return float(value) if value else 0.0
     except ValueError:
         return 0.0
+
+
+def _pieces(events: list[dict]) -> frozenset[str]:
+    """The etags of a series' master and exceptions (RemoteObject.pieces)."""
+    return frozenset(e["etag"] for e in events if e.get("etag"))
+
+
+def _unknown(items: list[dict], known: Mapping[str, frozenset[str]]) -> list[dict]:
+    """A listing without the objects whose every listed piece we know: our own writes
+    (after a close, the next open would otherwise read each series we wrote again)."""
+    groups: dict[str, list[dict]] = {}
+    for item in items:
+        groups.setdefault(item.get("recurringEventId") or item["id"], []).append(item)
+    return [item for group_id, group in groups.items()
+            if not (known.get(group_id) and all(i.get("etag") in known[group_id]
+                                                for i in group))
+            for item in group]
 
 
 def _retryable(error: HttpError) -> bool:
@@ -247,7 +264,8 @@ class GoogleTarget:
         return self._objects([i for i in items if i["id"] not in skip
                               and i.get("recurringEventId") not in skip], True, None)
 
-    def list_changes(self, state: str | None, window: Window) -> Listing:
+    def list_changes(self, state: str | None, window: Window,
+                     known: Mapping[str, frozenset[str]] | None = None) -> Listing:
         full = state is None
         if not full:
             try:
@@ -260,7 +278,7 @@ class GoogleTarget:
             items, token = self._pages(
                 timeMin=window.start.isoformat() + "Z", timeMax=window.end.isoformat() + "Z",
                 singleEvents=False, showDeleted=True)
-        return self._objects(items, full, token)
+        return self._objects(_unknown(items, known or {}), full, token)
 
     def _objects(self, items: list[dict], full: bool, token: str | None) -> Listing:
         """Listed events as calendar objects: each series whole (master and exceptions)."""
@@ -345,7 +363,7 @@ class GoogleTarget:
         private = (master.get("extendedProperties") or {}).get("private") or {}
         return RemoteObject(master["id"], master.get("etag"),
                             google_to_ics(master, exceptions, self.calendar_tz),
-                            private.get(FOREIGN_KEY))
+                            private.get(FOREIGN_KEY), _pieces([master, *exceptions]))
 
     def fetch(self, remote_id: str) -> RemoteObject | None:
         master = self._get(remote_id)
@@ -403,7 +421,7 @@ class GoogleTarget:
                     continue
                 if pending.partial and pending.body is None and not pending.exceptions:
                     on_result(WriteResult(op, remote=RemoteObject(
-                        op.remote_id, op.etag, op.ics, op.uid)))  # nothing differs
+                        op.remote_id, op.etag, op.ics, op.uid, op.base_pieces)))  # same
                     continue
             queue.append(pending)
         attempt = 0
@@ -479,7 +497,9 @@ class GoogleTarget:
             return pending
         if pending.partial:  # the rest of the series is as the base said: no re-read
             etag = pending.master.get("etag") if pending.master else op.etag
-            remote = RemoteObject(op.remote_id, etag, op.ics, op.uid)
+            written = [pending.master] if pending.master else []
+            remote = RemoteObject(op.remote_id, etag, op.ics, op.uid,
+                                  op.base_pieces | _pieces(written + pending.written))
         else:
             remote = self._remote(pending.master, pending.written)
         on_result(WriteResult(op, remote=remote))

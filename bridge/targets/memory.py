@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -280,7 +280,8 @@ class MemoryTarget:
         raise CalendarNotFound(f"no calendar named {self.calendar_name!r}; the account has: "
                                f"{names or 'none'}")
 
-    def list_changes(self, state: str | None, window: Window) -> Listing:
+    def list_changes(self, state: str | None, window: Window,
+                     known: Mapping[str, frozenset[str]] | None = None) -> Listing:
         """A delta since ``state`` (every change, in or out of the window: a linked object
         moved out of it must be followed), or a full listing of the window when ``state``
         is None or no longer known, which holds no deletions."""
