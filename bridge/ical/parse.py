@@ -6,6 +6,7 @@ it as is and the database is never touched.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 
 from dateutil import rrule as dateutil_rrule
@@ -16,6 +17,7 @@ from bridge.ical.timezones import (
     ONE_DAY,
     date_to_utc,
     iana_name,
+    is_iana,
     rid_key,
     to_utc,
     zone,
@@ -50,6 +52,7 @@ def parse_object(data: str | bytes, default_tz: str) -> ParsedObject:
         raise InvalidObject("a vCard is not an appointment: this calendar holds VEVENTs only", 415)
     if not head.startswith("BEGIN:VCALENDAR"):
         raise InvalidObject("not an iCalendar object: the body must start with BEGIN:VCALENDAR")
+    data = without_iana_vtimezones(data)
     try:
         calendars = Calendar.from_ical(data, multiple=True)
     except Exception as exc:  # icalendar raises ValueError, KeyError, IndexError...
@@ -97,6 +100,24 @@ def parse_object(data: str | bytes, default_tz: str) -> ParsedObject:
         override_data.append(event)
     series_ics = _series_text(calendar, events) if recurring else None
     return ParsedObject(uid=uid, master=master, overrides=override_data, series_ics=series_ics)
+
+
+_VTIMEZONE = re.compile(r"BEGIN:VTIMEZONE\r?\n.*?END:VTIMEZONE\r?\n", re.S | re.I)
+_TZID_LINE = re.compile(r"^TZID[;:](?:[^:\r\n]*:)?([^\r\n]*)", re.M | re.I)
+
+
+def without_iana_vtimezones(text: str) -> str:
+    """The text without the VTIMEZONE blocks of IANA zones: icalendar reads such a TZID as
+    the zoneinfo zone whatever the block says, so the block (dozens of lines, most of the
+    text of a one-event object) is only parsing cost. Other zones' blocks stay."""
+    if "BEGIN:VTIMEZONE" not in text.upper():
+        return text
+
+    def drop(block: re.Match[str]) -> str:
+        found = _TZID_LINE.search(block.group(0))
+        return "" if found and is_iana(found.group(1).strip()) else block.group(0)
+
+    return _VTIMEZONE.sub(drop, text)
 
 
 def event_from_component(component: Component, default_tz: str,

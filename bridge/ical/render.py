@@ -7,6 +7,7 @@ object's own years only.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -43,14 +44,24 @@ def render_object(uid: str, master: EventData, overrides: Iterable[EventData] = 
     last_year = max(e.end.year for e in events)
     if open_ended:
         last_year = max(last_year, min(first_year + 20, _LAST_VTIMEZONE_YEAR))
-    for tzid in sorted({e.tzid for e in events if e.tzid not in (None, "UTC")
-                        and not e.all_day}):
-        calendar.add_component(vtimezone(tzid, first_year, last_year))
+    zones = "".join(_vtimezone_text(tzid, first_year, last_year) for tzid in sorted(
+        {e.tzid for e in events if e.tzid not in (None, "UTC") and not e.all_day}))
     stamp = (dtstamp or datetime(2000, 1, 1)).replace(tzinfo=UTC)
     calendar.add_component(_vevent(uid, master, default_tz, stamp, exdates=exdates))
     for override in overrides:
         calendar.add_component(_vevent(uid, override, default_tz, stamp, master=master))
-    return calendar.to_ical(sorted=False).decode("utf-8")
+    text = calendar.to_ical(sorted=False).decode("utf-8")
+    if not zones:
+        return text
+    # the VTIMEZONEs go first, as add_component would have put them (same bytes)
+    head, sep, rest = text.partition("BEGIN:VEVENT\r\n")
+    return head + zones + sep + rest
+
+
+@functools.lru_cache(maxsize=256)
+def _vtimezone_text(tzid: str, first_year: int, last_year: int) -> str:
+    """A VTIMEZONE block as text, serialised once (it is most of a one-event object)."""
+    return vtimezone(tzid, first_year, last_year).to_ical(sorted=False).decode("utf-8")
 
 
 def etag_of(ics: str) -> str:

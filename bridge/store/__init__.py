@@ -9,6 +9,7 @@ sync engine call. Each method is one transaction; SQL lives in the modules below
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
@@ -30,11 +31,20 @@ from bridge.store.sync import Link, RunItem, RunRecord, SyncState
 from bridge.store.users import LoginCache, UserError
 
 __all__ = ["Action", "ActionType", "EventData", "ImportReport", "InvalidObject", "Link",
-           "ObjectChanged",
+           "ObjectChanged", "PullWrite",
            "RunItem", "RunRecord", "Store", "StoredObject", "SyncState", "UidConflict", "User",
            "UserError", "open_store"]
 
 SYNC_TOKEN_PREFIX = "http://gestan-bridge.invalid/ns/sync/"
+
+
+@dataclass(frozen=True)
+class PullWrite:
+    """One write of an open into Gestan (:meth:`Store.pull_batch`)."""
+
+    parsed: ParsedObject | None   # None: delete ``expected`` (the remote deleted it)
+    link: Link                    # the link to keep (its object id is filled in)
+    expected: StoredObject | None  # Gestan's object as decided from (None: none of the UID)
 
 
 @dataclass
@@ -314,36 +324,33 @@ class Store:
         with self.reading() as conn:
             return sync_tables.entering_objects(conn, user_id, start, end, upto, target)
 
-    def pull_object(self, login: str, target: str, parsed: ParsedObject, link: Link,
-                    key_of, expected: StoredObject | None) -> StoredObject:
-        """Write a remote version into Gestan and its link in one transaction (a crash leaves
-        both or neither), only if Gestan's object is still ``expected`` (None: there is
-        still none of that UID); else :class:`ObjectChanged` and nothing is written.
-        ``key_of(ics)`` gives the local content key of what was stored, unless the link
-        already names it."""
+    def pull_batch(self, login: str, target: str, writes: list[PullWrite]) -> list[bool]:
+        """Write remote versions into Gestan with their links, in one transaction (a crash
+        leaves all or none), each only if Gestan's object is still what it was decided
+        from (compare-and-set: a phone's write that landed since is never overwritten).
+        Per write, whether it was applied (False: changed meanwhile, nothing written)."""
         user = self.require_user(login)
+        applied = []
         with self.writing() as conn:
-            revision = users.next_revision(conn, user.id)
-            objects.require_unchanged(conn, user.id, parsed.uid, expected)
-            href = expected.href if expected else _href_for(parsed.uid)
-            stored = objects.put(conn, user, href, parsed, revision)
-            sync_tables.save_link(conn, user.id, target, Link(
-                stored.id, link.remote_id, link.remote_etag,
-                link.local_hash or key_of(stored.ics), link.remote_hash, link.parts,
-                link.pieces),
-                now_utc())
-            return stored
-
-    def pull_delete(self, login: str, target: str, expected: StoredObject) -> bool:
-        """Delete an object because the remote deleted it, and forget its link; only if it
-        is still ``expected`` (else :class:`ObjectChanged`, nothing written)."""
-        user = self.require_user(login)
-        with self.writing() as conn:
-            revision = users.next_revision(conn, user.id)
-            objects.require_unchanged(conn, user.id, expected.uid, expected)
-            deleted = objects.delete(conn, user, expected.href, revision)
-            sync_tables.forget_link(conn, user.id, target, expected.id)
-            return deleted
+            revision = users.next_revision(conn, user.id)  # locks the user's writes
+            now = now_utc()
+            for write in writes:
+                uid = write.parsed.uid if write.parsed else write.expected.uid
+                try:
+                    objects.require_unchanged(conn, user.id, uid, write.expected)
+                except ObjectChanged:
+                    applied.append(False)
+                    continue
+                if write.parsed is None:
+                    objects.delete(conn, user, write.expected.href, revision, now)
+                    sync_tables.forget_link(conn, user.id, target, write.expected.id)
+                else:
+                    href = write.expected.href if write.expected else _href_for(uid)
+                    stored = objects.put(conn, user, href, write.parsed, revision, now)
+                    sync_tables.save_link(conn, user.id, target, dataclasses.replace(
+                        write.link, object_id=stored.id), now)
+                applied.append(True)
+        return applied
 
     def start_run(self, user_id: int, target: str, direction: str, dry_run: bool) -> int:
         with self.writing() as conn:

@@ -26,7 +26,7 @@ from bridge.ical.merge import keep_local_extras, merge_occurrences
 from bridge.ical.model import InvalidObject, ParsedObject
 from bridge.ical.series import span
 from bridge.ical.timezones import now_utc
-from bridge.store import Link, ObjectChanged, RunItem, Store, StoredObject, User
+from bridge.store import Link, PullWrite, RunItem, Store, StoredObject, User
 from bridge.store.objects import HORIZON
 from bridge.sync.decide import (
     ABSENT,
@@ -55,6 +55,7 @@ from bridge.targets.base import (
 GESTAN = "gestan"
 MAX_WRITE_ROUNDS = 3
 MAX_DECISIONS = 3   # a Gestan object changed under the run is decided again, this many times
+PULL_BATCH = 100    # writes of an open per transaction (phones wait at most that long)
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
@@ -287,10 +288,7 @@ class SyncRun:
             self._decide_pull(step, local)
         deletes = sum(1 for s in steps if s.decision.action is Action.DELETE)
         self._check_mass_delete(deletes, self.store.object_count(self.user.id))
-        total = len(steps)
-        for done, step in enumerate(steps, 1):
-            self._apply_pull_safely(report, step)
-            self._tick("open", done, total)
+        self._apply_pull(report, steps)
         if not self.options.dry_run:
             fields = {"open_window_end": self.window.end}
             if listing.state is not None:
@@ -330,70 +328,106 @@ class SyncRun:
                                        self.user.timezone)
         return Decision(decision.action, conflict=bool(split.clashes)), merged, split.clashes
 
-    def _apply_pull_safely(self, report: RunReport, step: _PullStep) -> None:
-        """Apply one step; if Gestan's object changed since it was read (a phone's write
-        during the run), read it again and decide again."""
+    def _apply_pull(self, report: RunReport, steps: list[_PullStep]) -> None:
+        """Apply the decisions, writes in transactions of ``PULL_BATCH``; a step whose Gestan
+        object changed since it was read (a phone's write during the run) is read again
+        and decided again."""
+        pending, total, done = steps, len(steps), 0
         for _attempt in range(MAX_DECISIONS):
-            try:
-                self._apply_pull(report, step)
+            again: list[_PullStep] = []
+            for first in range(0, len(pending), PULL_BATCH):
+                chunk, writes = [], []
+                for step in pending[first:first + PULL_BATCH]:
+                    write = self._pull_write(report, step)
+                    if write is not None:
+                        chunk.append(step)
+                        writes.append(write)
+                    done = min(done + 1, total)
+                    self._tick("open", done, total)
+                if not writes:
+                    continue
+                applied = self.store.pull_batch(self.user.login, self.target.name, writes)
+                for step, ok in zip(chunk, applied, strict=True):
+                    if ok:
+                        self._record_pull(report, step)
+                    else:
+                        again.append(step)
+            if not again:
                 return
-            except ObjectChanged:
-                uid = step.local.uid if step.local else (step.parsed.uid if step.parsed
-                                                         else "")
-                fresh = self.store.objects_by_uid(self.user.id, [uid]).get(uid)
-                if fresh is None and step.local is not None:
-                    fresh = self.store.objects_by_id(self.user.id, [step.local.id]).get(
-                        step.local.id)
-                self._decide_pull(step, fresh)
-        report.skipped.append((step.parsed.uid if step.parsed else step.remote.remote_id,
-                               "changed in Gestan again and again during the run"))
+            for step in again:
+                self._decide_pull(step, self._reread(step))
+            pending = again
+        for step in pending:
+            report.skipped.append((self._uid(step),
+                                   "changed in Gestan again and again during the run"))
 
-    def _apply_pull(self, report: RunReport, step: _PullStep) -> None:
-        remote, parsed, local, link = step.remote, step.parsed, step.local, step.link
-        decision = step.decision
-        action = decision.action
+    def _reread(self, step: _PullStep) -> StoredObject | None:
+        uid = step.local.uid if step.local else (step.parsed.uid if step.parsed else "")
+        fresh = self.store.objects_by_uid(self.user.id, [uid]).get(uid)
+        if fresh is None and step.local is not None:
+            fresh = self.store.objects_by_id(self.user.id, [step.local.id]).get(step.local.id)
+        return fresh
+
+    @staticmethod
+    def _uid(step: _PullStep) -> str:
+        if step.parsed:
+            return step.parsed.uid
+        return step.local.uid if step.local else step.remote.remote_id
+
+    def _pull_write(self, report: RunReport, step: _PullStep) -> PullWrite | None:
+        """What to write into Gestan for one step (links alone are written here)."""
+        remote, local, link = step.remote, step.local, step.link
+        action = step.decision.action
         if action is Action.NOTHING:
-            return
-        uid = parsed.uid if parsed else (local.uid if local else remote.remote_id)
-        losing = local.ics if local is not None and decision.conflict else None
+            return None
         if self.options.dry_run:
             if action in (Action.CREATE, Action.UPDATE, Action.DELETE):
-                report.planned.append(f"{action} in gestan: {uid} "
+                report.planned.append(f"{action} in gestan: {self._uid(step)} "
                                       f"({_summary(remote.ics) or _summary(local and local.ics)})")
                 report.count(GESTAN, action.value)
-            return
+            return None
         target = self.target.name
         remote_key = self._key(remote.ics)
         parts = self._parts(remote.ics)
         if action in (Action.CREATE, Action.UPDATE):
-            text, local_hash = remote.ics, ""
+            text, local_hash = remote.ics, None
             if step.merged is not None:
                 # Gestan keeps its own occurrences; it now differs from the remote, so the
                 # link says "agreed on the remote's version" and the next close sends them.
                 text, local_hash = step.merged, remote_key
             if local is not None and local.ics:  # keep the alarms, CONTACT... Gestan had
                 text = keep_local_extras(text, local.ics, self.carries)
-            self.store.pull_object(
-                self.user.login, target, self._parse(text),
-                Link(0, remote.remote_id, remote.etag, local_hash, remote_key, parts,
-                     remote.pieces),
-                key_of=self._key, expected=None if local is None or local.deleted else local)
-            report.count(GESTAN, action.value)
-            self._items.append(RunItem(action.value, GESTAN, uid,
-                                       _summary(remote.ics) or _summary(losing), "", None))
-            if decision.conflict:
-                self._conflict(report, GESTAN, uid, _summary(remote.ics), target,
-                               action.value, losing, ", ".join(sorted(step.clashes)))
-        elif action is Action.DELETE:
-            self.store.pull_delete(self.user.login, target, local)
-            self._record(report, "delete", GESTAN, uid, None, decision.conflict, local.ics,
-                         target)
-        elif action is Action.LINK:
+            # what Gestan stores means what ``text`` means: its key, without reading back
+            local_hash = local_hash or self._key(text)
+            return PullWrite(self._parse(text), Link(
+                0, remote.remote_id, remote.etag, local_hash, remote_key, parts,
+                remote.pieces), None if local is None or local.deleted else local)
+        if action is Action.DELETE:
+            return PullWrite(None, link, local)
+        if action is Action.LINK:
             self.store.save_link(self.user.id, target, Link(
                 local.id, remote.remote_id, remote.etag, self._key(local.ics), remote_key,
                 parts, remote.pieces))
         elif action is Action.FORGET and link is not None:
             self.store.forget_link(self.user.id, target, link.object_id)
+        return None
+
+    def _record_pull(self, report: RunReport, step: _PullStep) -> None:
+        """A write of the open landed: count it, log it (a conflict with its loser)."""
+        remote, local, decision = step.remote, step.local, step.decision
+        uid, target = self._uid(step), self.target.name
+        losing = local.ics if local is not None and decision.conflict else None
+        if decision.action is Action.DELETE:
+            self._record(report, "delete", GESTAN, uid, None, decision.conflict, local.ics,
+                         target)
+            return
+        action = decision.action.value
+        report.count(GESTAN, action)
+        self._items.append(RunItem(action, GESTAN, uid,
+                                   _summary(remote.ics) or _summary(losing), "", None))
+        if decision.conflict:
+            self._conflict(report, GESTAN, uid, _summary(remote.ics), target, action, losing,
+                           ", ".join(sorted(step.clashes)))
 
     # ------------------------------------------------------------------ close
     def push(self) -> RunReport:
