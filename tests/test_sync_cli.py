@@ -286,13 +286,12 @@ def test_several_targets_print_each_report_and_exit_with_the_worst(alice, monkey
     assert "open alice ⇄ google: ok" in captured.out
 
 
-def test_an_unexpected_remote_refusal_is_one_line_without_traceback(alice):
+def test_an_unexpected_remote_refusal_stops_the_run_in_one_line(alice):
     fake, cal, variables, _ = alice
     add(variables, "Refusé", 2)
     fake.fail_next(1, 400, "badRequest")
     refused = cli(variables, "sync", "close", "--user", "alice")
-    one_error(refused, "unexpected HttpError", "GESTAN_BRIDGE_DEBUG=1")
+    one_error(refused, "Google refused the request (400 badRequest)", "sync log")
     assert fake.events(cal) == []
-    fake.fail_next(1, 400, "badRequest")
-    debug = cli({**variables, "GESTAN_BRIDGE_DEBUG": "1"}, "sync", "close", "--user", "alice")
-    assert debug.returncode == 1 and "Traceback" in debug.stderr
+    assert cli(variables, "sync", "close", "--user", "alice").returncode == 0
+    assert [e["summary"] for e in fake.events(cal)] == ["Refusé"], "the rerun finishes"

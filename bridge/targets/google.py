@@ -35,6 +35,7 @@ from bridge.ical.timezones import rid_instant, utc_to_date
 from bridge.targets.base import (
     CalendarNotFound,
     Listing,
+    ReconnectNeeded,
     RemoteObject,
     RequestCounter,
     TargetStopped,
@@ -59,6 +60,7 @@ PAGE_SIZE = 2500      # the documented maximum of events.list
 BATCH_SIZE = 50       # Google's advice for calendar batches
 MAX_TRIES = 6
 RATE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
+HANDLED = {404, 409, 410, 412}  # answered by the caller (gone, exists, changed)
 FOREIGN_KEY = "gestanUid"
 
 
@@ -182,17 +184,20 @@ class GoogleTarget:
                 self._pause(attempt, exc)
             except (TimeoutError, OSError) as exc:
                 if attempt == self.max_tries - 1:
-                    raise TargetStopped(f"Google could not be reached: {exc}") from exc
+                    raise TargetStopped(f"Google could not be reached "
+                                        f"({type(exc).__name__})") from exc
                 self._pause(attempt, None)
         raise AssertionError("unreachable")
 
     def _refused_consent(self, exc: RefreshError) -> Exception:
         """Consent revoked mid-run: one clear error saying how to reconnect."""
         return reconnect_error(self.login, exc) or TargetStopped(
-            f"Google could not refresh the access token: {exc.args[0] if exc.args else exc}")
+            f"Google could not refresh the access token ({type(exc).__name__}): run it "
+            "again later")
 
-    @staticmethod
-    def _stop_if_fatal(exc: HttpError) -> None:
+    def _stop_if_fatal(self, exc: HttpError) -> None:
+        """Turn what ends the run into a neutral error; the statuses callers handle (404,
+        409, 410, 412) go back to them as they are."""
         status, reason = exc.resp.status, _reason(exc)
         if status == 403 and reason in ("quotaExceeded", "dailyLimitExceeded"):
             raise TargetStopped("Google's daily calendar quota is used up: the run stopped "
@@ -201,8 +206,13 @@ class GoogleTarget:
             raise TargetStopped(f"Google kept answering {status} {reason or ''}: the run "
                                 "stopped; run it again later to finish".rstrip()) from exc
         if status == 401:
-            raise TargetStopped("Google refused the credentials (401): reconnect with "
-                                "gestan-bridge google connect") from exc
+            raise ReconnectNeeded(f"Google refused the credentials (401): reconnect with "
+                                  f"gestan-bridge google connect --user {self.login} "
+                                  "--client-secrets FILE") from exc
+        if status not in HANDLED:
+            raise TargetStopped(f"Google refused the request ({status} {reason})".replace(
+                " )", ")") + ": the run stopped; see gestan-bridge sync log --user "
+                f"{self.login}") from exc
 
     # ------------------------------------------------------------------ calendar
     def bind(self, cached: str | None) -> str:
@@ -445,7 +455,8 @@ class GoogleTarget:
                 round_.again, round_.pause = list(chunk), [exc]
             except OSError as exc:
                 if attempt >= self.max_tries:
-                    raise TargetStopped(f"Google could not be reached: {exc}") from exc
+                    raise TargetStopped(f"Google could not be reached "
+                                        f"({type(exc).__name__})") from exc
                 round_.again, round_.pause = list(chunk), []
             if round_.stop:
                 raise round_.stop[0]
