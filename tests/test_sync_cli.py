@@ -103,7 +103,12 @@ def test_connect_push_pull_dry_run_and_log(env):
     assert closed.returncode == 0, "a conflict decided and logged is not a failure"
     log = cli(variables, "sync", "log", "--user", "alice", "--limit", "1")
     assert "conflict" in log.stdout and "losing version" in log.stdout
-    assert "LOCATION:Salle Google" in log.stdout
+    # the losing version in words: its own dates, never its time zone's rules
+    assert f"Client Dupont (Google), {day} 14:30 → {day} 15:15, Salle Google" in log.stdout
+    assert "TZOFFSET" not in log.stdout and "DTSTART" not in log.stdout
+    [conflict] = [line for line in log.stdout.splitlines() if "conflict" in line
+                  and "won" in line]
+    assert f"Client Dupont (Google) ({day} 14:30)" in conflict, "named with its date"
 
 
 def test_wrong_calendar_name_lists_the_calendars_and_revoked_consent_says_reconnect(env):

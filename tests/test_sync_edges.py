@@ -3,7 +3,8 @@ against the Google fake through the real client, the fake's own state checked.""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -210,3 +211,24 @@ def test_the_open_after_a_close_that_wrote_series_reads_nothing_more(store, fake
     fake.patch_event(cal, exception["id"], {"summary": "Changée ailleurs"})
     assert run(store, fake, "open").gestan.updated == 1
     assert "Changée ailleurs" in subjects(store)
+
+
+# ---------------------------------------------------------------- point 7
+
+def test_every_logged_change_names_the_appointment_and_its_date(store, fake, cal):
+    start = at(3, 9)
+    action = store.add_action("alice", EventData(start=start, end=start + timedelta(hours=1),
+                                                 tzid="Europe/Paris", subject="Dentiste"))
+    event = fake.insert_event(cal, gevent(4, "Garage"))
+    run(store, fake, "close")
+    run(store, fake, "open")
+    store.delete_action("alice", action.id)
+    fake.delete_event(cal, event["id"])
+    closed, opened = run(store, fake, "close"), run(store, fake, "open")
+    local = start.replace(tzinfo=UTC).astimezone(ZoneInfo("Europe/Paris"))
+    garage = at(4, 9).replace(tzinfo=UTC).astimezone(ZoneInfo("Europe/Paris"))
+    [deleted_there] = store.sync_run_items(closed.run_id)
+    assert deleted_there.change == "delete"
+    assert deleted_there.summary == f"Dentiste ({local:%Y-%m-%d %H:%M})"
+    [deleted_here] = store.sync_run_items(opened.run_id)
+    assert deleted_here.summary == f"Garage ({garage:%Y-%m-%d %H:%M})"

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bridge import targets
+from bridge.ical.describe import describe
 from bridge.store import open_store
 from bridge.sync.engine import SyncOptions
 from bridge.sync.report import SyncResult, stored_counts
@@ -114,12 +115,9 @@ def sync_log(user: UserOption, db: DbOption = None,
             + (f" — {run.message}" if run.message else ""), markup=False)
         for item in store.sync_run_items(run.id):
             if item.change == "conflict" or details:
-                out.print(f"    {item.change} {item.side} {item.uid} {item.summary!r} "
-                          f"{item.detail}", markup=False)
+                out.print(f"    {item.change} {item.side} {item.summary or item.uid} "
+                          f"[{item.uid}] {item.detail}".rstrip(), markup=False)
                 if item.losing_ics and (details or item.change == "conflict"):
                     out.print("      losing version:", markup=False)
-                    for line in item.losing_ics.splitlines():
-                        if line.split(":", 1)[0].split(";")[0] in (
-                                "SUMMARY", "DTSTART", "DTEND", "LOCATION", "DESCRIPTION",
-                                "RRULE", "EXDATE"):
-                            out.print(f"        {line}", markup=False)
+                    for line in describe(item.losing_ics, account.timezone):
+                        out.print(f"        {line}", markup=False)

@@ -319,6 +319,10 @@ class Store:
         with self.reading() as conn:
             return sync_tables.changed_objects(conn, user_id, since, upto, start, end, target)
 
+    def first_events(self, user_id: int, object_ids) -> dict[int, EventData]:
+        with self.reading() as conn:
+            return sync_tables.first_events(conn, user_id, object_ids)
+
     def entering_objects(self, user_id: int, start: datetime, end: datetime, upto: int,
                          target: str) -> list[StoredObject]:
         with self.reading() as conn:

@@ -12,9 +12,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, delete, exists, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
+from bridge.ical.model import EventData
 from bridge.store.objects import _LISTING
-from bridge.store.records import StoredObject
+from bridge.store.records import Action, StoredObject
 from bridge.store.schema import (
+    actions,
     calendar_objects,
     sync_links,
     sync_locks,
@@ -216,6 +218,20 @@ def entering_objects(conn: Connection, user_id: int, start: datetime, end: datet
         calendar_objects.c.first_start >= start, calendar_objects.c.first_start < end,
         calendar_objects.c.revision <= upto, ~linked).order_by(calendar_objects.c.id))
     return [StoredObject.from_row(r) for r in rows]
+
+
+def first_events(conn: Connection, user_id: int, object_ids) -> dict[int, EventData]:
+    """The earliest action of each object, deleted ones included: what a deleted
+    appointment was, for the run's report (its text is gone with it)."""
+    ids = list(set(object_ids))
+    found: dict[int, EventData] = {}
+    for chunk in range(0, len(ids), 500):
+        rows = conn.execute(select(actions).where(
+            actions.c.user_id == user_id, actions.c.object_id.in_(ids[chunk:chunk + 500]))
+            .order_by(actions.c.start_utc.desc()))
+        for row in rows:
+            found[row.object_id] = Action.from_row(row).event
+    return found
 
 
 # ---------------------------------------------------------------- audit log

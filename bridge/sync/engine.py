@@ -22,6 +22,7 @@ from functools import partial
 
 from bridge.ical import parse_object
 from bridge.ical.content import Content, content_of
+from bridge.ical.describe import label, raw_label
 from bridge.ical.merge import keep_local_extras, merge_occurrences
 from bridge.ical.model import InvalidObject, ParsedObject
 from bridge.ical.series import span
@@ -89,15 +90,6 @@ def window_end(now: datetime) -> datetime:
     return end.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _summary(ics: str | None) -> str:
-    if not ics:
-        return ""
-    for line in ics.splitlines():
-        if line.startswith("SUMMARY"):
-            return line.split(":", 1)[1][:80].replace("\\,", ",")
-    return ""
-
-
 @dataclass
 class _PullStep:
     """One remote object of an open and what was decided for it."""
@@ -161,14 +153,31 @@ class SyncRun:
             return None
         return content.parts
 
+    def _label(self, *texts: str | None, object_id: int | None = None) -> str:
+        """The appointment in words (subject and date) from the first readable text, else
+        from what Gestan kept of a deleted object: every line of a report names it."""
+        for ics in texts:
+            if ics:
+                try:
+                    parsed = self._parse(ics)
+                except InvalidObject:
+                    continue
+                return label(parsed.master, self.user.timezone, parsed.is_series)
+        if object_id is not None:
+            event = self.store.first_events(self.user.id, [object_id]).get(object_id)
+            if event is not None:
+                return label(event, self.user.timezone)
+        return ""
+
     def _in_window(self, parsed: ParsedObject) -> bool:
         first, last = span(parsed, self.user.timezone)
         return first < self.window.end and (last is None or last > self.window.start)
 
     def _record(self, report: RunReport, change: str, side: str, uid: str, ics: str | None,
-                conflict: bool, losing_ics: str | None, winner: str) -> None:
+                conflict: bool, losing_ics: str | None, winner: str,
+                object_id: int | None = None) -> None:
         report.count(side, change)
-        summary = _summary(ics) or _summary(losing_ics)
+        summary = self._label(ics, losing_ics, object_id=object_id)
         self._items.append(RunItem(change, side, uid, summary, "", None))
         if conflict:
             self._conflict(report, side, uid, summary, winner, change, losing_ics)
@@ -269,7 +278,8 @@ class SyncRun:
                 try:
                     parsed = self._parse(remote.ics)
                 except InvalidObject as exc:
-                    report.skipped.append((remote.foreign_uid or remote.remote_id, exc.reason))
+                    report.skipped.append((remote.foreign_uid or remote.remote_id,
+                                           f"{raw_label(remote.ics)}: {exc.reason}"))
                     continue
                 if remote.remote_id not in links and not self._in_window(parsed):
                     continue  # outside the window nothing is pulled
@@ -358,8 +368,8 @@ class SyncRun:
                 self._decide_pull(step, self._reread(step))
             pending = again
         for step in pending:
-            report.skipped.append((self._uid(step),
-                                   "changed in Gestan again and again during the run"))
+            report.skipped.append((self._uid(step), f"{self._label(step.remote.ics)}: changed "
+                                                    "in Gestan again and again during the run"))
 
     def _reread(self, step: _PullStep) -> StoredObject | None:
         uid = step.local.uid if step.local else (step.parsed.uid if step.parsed else "")
@@ -383,7 +393,7 @@ class SyncRun:
         if self.options.dry_run:
             if action in (Action.CREATE, Action.UPDATE, Action.DELETE):
                 report.planned.append(f"{action} in gestan: {self._uid(step)} "
-                                      f"({_summary(remote.ics) or _summary(local and local.ics)})")
+                                      f"({self._label(remote.ics, local and local.ics)})")
                 report.count(GESTAN, action.value)
             return None
         target = self.target.name
@@ -424,9 +434,9 @@ class SyncRun:
         action = decision.action.value
         report.count(GESTAN, action)
         self._items.append(RunItem(action, GESTAN, uid,
-                                   _summary(remote.ics) or _summary(losing), "", None))
+                                   self._label(remote.ics, losing), "", None))
         if decision.conflict:
-            self._conflict(report, GESTAN, uid, _summary(remote.ics), target, action, losing,
+            self._conflict(report, GESTAN, uid, self._label(remote.ics), target, action, losing,
                            ", ".join(sorted(step.clashes)))
 
     # ------------------------------------------------------------------ close
@@ -465,7 +475,7 @@ class SyncRun:
         if self.options.dry_run:
             for op in ops:
                 report.planned.append(f"{op.kind} in {target}: {op.uid} "
-                                      f"({_summary(self._objects[op.local_id].ics or op.ics)})")
+                                      f"({self._label(op.ics, object_id=op.local_id)})")
                 report.count(target, op.kind.value)
             return
         for _round in range(MAX_WRITE_ROUNDS):
@@ -476,7 +486,8 @@ class SyncRun:
             self.target.write(ops, partial(self._on_write, report, retry, len(ops)))
             ops = retry
         for op in ops:  # still refused after the last round: the next run tries again
-            report.skipped.append((op.uid, "changed again in the target during the run"))
+            report.skipped.append((op.uid, f"{self._label(op.ics, object_id=op.local_id)}: "
+                                           "changed again in the target during the run"))
         if not ops:
             self.store.save_sync_state(self.user.id, target, pushed_revision=upto,
                                        close_window_end=self.window.end)
@@ -520,7 +531,7 @@ class SyncRun:
                 text = merged
                 self._merged_ids.add(obj.id)
             if decision.conflict:
-                self._conflict(report, self.target.name, obj.uid, _summary(remote.ics),
+                self._conflict(report, self.target.name, obj.uid, self._label(remote.ics),
                                GESTAN, "update", remote.ics, ", ".join(sorted(clashes)))
         return WriteOp(WriteKind.UPDATE, obj.uid, text, remote.remote_id, remote.etag,
                        local_id=obj.id, base=remote.ics, base_pieces=remote.pieces)
@@ -547,10 +558,12 @@ class SyncRun:
                            pieces)
                 self.store.save_link(self.user.id, target, new)
                 self._links[obj.id] = new
-            self._record(report, op.kind.value, target, op.uid, op.ics, False, None, GESTAN)
+            self._record(report, op.kind.value, target, op.uid, op.ics, False, None, GESTAN,
+                         object_id=obj.id)
             return None
         if result.error is WriteError.REJECTED:
-            report.skipped.append((op.uid, result.message))
+            report.skipped.append((op.uid, f"{self._label(op.ics, object_id=obj.id)}: "
+                                           f"{result.message}"))
             return None
         # PRECONDITION (changed there), GONE (deleted there), EXISTS (an earlier run made it)
         remote_id = op.remote_id or (result.remote.remote_id if result.remote else None)
@@ -575,7 +588,7 @@ class SyncRun:
             # Deleted there while changed here: Gestan wins, it is created again (the
             # target revives its stable id).
             if decision.conflict:
-                report.conflicts.append(Conflict(op.uid, _summary(obj.ics), GESTAN, "create",
+                report.conflicts.append(Conflict(op.uid, self._label(obj.ics), GESTAN, "create",
                                                  None))
             return WriteOp(WriteKind.CREATE, obj.uid, obj.ics, local_id=obj.id)
         text = obj.ics
@@ -586,7 +599,7 @@ class SyncRun:
                 text = merged
                 self._merged_ids.add(obj.id)
         if decision.conflict and not ours:
-            self._conflict(report, target, op.uid, _summary(remote.ics), GESTAN,
+            self._conflict(report, target, op.uid, self._label(remote.ics), GESTAN,
                            op.kind.value, remote.ics)
         kind = WriteKind.DELETE if obj.deleted else WriteKind.UPDATE
         update = kind is WriteKind.UPDATE
