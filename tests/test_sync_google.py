@@ -1,4 +1,7 @@
-"""Open and close against the Google fake, through the real google-api-python-client.
+"""What is Google's own in open and close, against the Google fake through the real
+google-api-python-client: stable ids, throttling and Retry-After, quota, 412, what Google
+cannot carry, zones. The sync rules every target shares are in test_sync_rules.py (run on
+the in-memory target and Google alike).
 
 Every test checks the fake's own state (what Google holds) and Gestan's store; request
 counts come from the fake's log, not from our code.
@@ -6,14 +9,14 @@ counts come from the fake's log, not from our code.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from bridge.ical.model import EventData
 from bridge.ical.timezones import now_utc
-from bridge.store import ActionType, open_store
-from bridge.store import agenda as agenda_rows
+from bridge.store import open_store
 from bridge.sync.engine import SyncBusy, SyncOptions, SyncRun
 from bridge.targets.google import GoogleTarget, stable_id
 from tests.fakes.google_calendar import FakeGoogleCalendar
@@ -72,62 +75,12 @@ def google_event(days: int, summary: str, hour: int = 9, **extra):
             "end": {"dateTime": end.isoformat() + "Z", "timeZone": "Europe/Paris"}, **extra}
 
 
+def objects(store):
+    return store.calendar_listing(store.user("alice").id, with_ics=True)
+
+
 def subjects(store):
     return sorted(a.event.subject for a in store.agenda("alice"))
-
-
-def test_close_pushes_then_nothing_changed_costs_nothing(store, fake, cal):
-    add(store, "Client Dupont", 2)
-    add(store, "Réunion équipe", 3, 14)
-    report = run(store, fake, "close")
-    assert report.status == "ok", report.message
-    assert report.remote.created == 2
-    events = live(fake, cal)
-    assert sorted(e["summary"] for e in events) == ["Client Dupont", "Réunion équipe"]
-    assert all(e["start"]["timeZone"] == "Europe/Paris" for e in events)
-    fake.reset_log()
-    again = run(store, fake, "close")
-    assert (again.remote.created, again.remote.updated, again.remote.deleted) == (0, 0, 0)
-    assert fake.request_count == 0
-
-
-def test_open_pulls_then_nothing_changed_is_one_request(store, fake, cal):
-    fake.insert_event(cal, google_event(2, "Dentiste"))
-    fake.insert_event(cal, google_event(500, "Trop loin"))
-    report = run(store, fake, "open")
-    assert report.status == "ok", report.message
-    assert report.gestan.created == 1
-    assert subjects(store) == ["Dentiste"]
-    fake.reset_log()
-    again = run(store, fake, "open")
-    assert again.gestan.created == again.gestan.updated == 0
-    assert fake.request_count == 1
-
-
-def test_open_updates_and_deletes_linked(store, fake, cal):
-    ev = fake.insert_event(cal, google_event(2, "Dentiste"))
-    run(store, fake, "open")
-    fake.patch_event(cal, ev["id"], {"summary": "Dentiste (déplacé)", "location": "Lyon"})
-    report = run(store, fake, "open")
-    assert report.gestan.updated == 1
-    assert subjects(store) == ["Dentiste (déplacé)"]
-    fake.delete_event(cal, ev["id"])
-    report = run(store, fake, "open")
-    assert report.gestan.deleted == 1
-    assert subjects(store) == []
-
-
-def test_close_deletes_in_google_what_gestan_deleted(store, fake, cal):
-    action = add(store, "Annulé", 4)
-    run(store, fake, "close")
-    assert len(live(fake, cal)) == 1
-    store.delete_action("alice", action.id)
-    report = run(store, fake, "close")
-    assert report.remote.deleted == 1
-    assert live(fake, cal) == []
-    # and it does not come back at the next open
-    run(store, fake, "open")
-    assert subjects(store) == []
 
 
 def test_interrupted_create_is_not_duplicated(store, fake, cal):
@@ -138,111 +91,6 @@ def test_interrupted_create_is_not_duplicated(store, fake, cal):
     assert len(live(fake, cal)) == 1
     assert live(fake, cal)[0]["id"] == stable_id("alice", store.calendar_listing(
         store.user("alice").id)[0].uid)
-
-
-def test_only_rendez_vous_are_pushed(store, fake, cal):
-    start = at(2)
-    store.add_action("alice", EventData(start=start, end=start + timedelta(hours=1),
-                                        subject="Appeler"), ActionType.CALL)
-    add(store, "RDV", 2)
-    run(store, fake, "close")
-    assert [e["summary"] for e in live(fake, cal)] == ["RDV"]
-
-
-def test_google_series_becomes_one_action_per_occurrence(store, fake, cal):
-    body = google_event(1, "Hebdo", hour=8, recurrence=["RRULE:FREQ=WEEKLY;COUNT=6"])
-    master = fake.insert_event(cal, body)
-    second = sorted(i for i in fake.event(cal, master["id"]) and [])  # noqa: F841
-    report = run(store, fake, "open")
-    assert report.gestan.created == 1
-    assert subjects(store) == ["Hebdo"] * 6
-    # one occurrence moved and one cancelled in Google: Gestan follows, one object still
-    service = fake.build_service()
-    instances = service.events().instances(calendarId=cal, eventId=master["id"]).execute()
-    moved, cancelled = instances["items"][1], instances["items"][2]
-    moved["summary"] = "Hebdo (déplacé)"
-    service.events().update(calendarId=cal, eventId=moved["id"], body=moved).execute()
-    service.events().delete(calendarId=cal, eventId=cancelled["id"]).execute()
-    report = run(store, fake, "open")
-    assert report.gestan.updated == 1
-    assert subjects(store) == ["Hebdo"] * 4 + ["Hebdo (déplacé)"]
-    assert len(store.calendar_listing(store.user("alice").id)) == 1
-
-
-def test_gestan_series_edits_go_back_as_exceptions_not_copies(store, fake, cal):
-    start = at(1, 8).strftime("%Y%m%dT%H%M%S")
-    store.put_object("alice", "serie.ics", (
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:serie-1\r\n"
-        f"DTSTART;TZID=Europe/Paris:{start}\r\nDURATION:PT1H\r\n"
-        "RRULE:FREQ=WEEKLY;COUNT=5\r\nSUMMARY:Point hebdo\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"))
-    report = run(store, fake, "close")
-    assert report.remote.created == 1
-    masters = live(fake, cal)
-    assert len(masters) == 1 and masters[0]["recurrence"] == ["RRULE:FREQ=WEEKLY;COUNT=5"]
-    occurrences = store.agenda("alice")
-    store.delete_action("alice", occurrences[2].id)
-    report = run(store, fake, "close")
-    assert report.remote.updated == 1
-    service = fake.build_service()
-    instances = service.events().instances(calendarId=cal, eventId=masters[0]["id"]).execute()
-    assert len(instances["items"]) == 4, "the deleted occurrence is cancelled in Google"
-    assert len(live(fake, cal)) == 1, "no standalone copies"
-
-
-def test_conflict_winner_follows_direction_and_loser_is_logged(store, fake, cal):
-    action = add(store, "Version Gestan", 3)
-    run(store, fake, "close")
-    event = live(fake, cal)[0]
-    fake.patch_event(cal, event["id"], {"summary": "Version Google"})
-    store.delete_action("alice", action.id)
-    add(store, "Autre", 4)
-    # close: Gestan wins; the Google edit is the loser, kept in the log
-    report = run(store, fake, "close")
-    assert report.status == "ok", report.message
-    assert len(report.conflicts) == 1
-    assert "Version Google" in (report.conflicts[0].losing_ics or "")
-    assert fake.event(cal, event["id"])["status"] == "cancelled"
-    runs = store.sync_runs(store.user("alice").id)
-    items = store.sync_run_items(runs[0].id)
-    assert any(i.change == "conflict" and "Version Google" in (i.losing_ics or "")
-               for i in items)
-
-
-def test_open_conflict_google_wins(store, fake, cal):
-    add(store, "Avant", 3)
-    run(store, fake, "close")
-    event = live(fake, cal)[0]
-    fake.patch_event(cal, event["id"], {"summary": "Google"})
-    action = store.agenda("alice")[0]
-    store.put_object("alice", store.calendar_listing(store.user("alice").id)[0].href,
-                     store.calendar_listing(store.user("alice").id, with_ics=True)[0].ics
-                     .replace("SUMMARY:Avant", "SUMMARY:Gestan"))
-    report = run(store, fake, "open")
-    assert subjects(store) == ["Google"]
-    assert len(report.conflicts) == 1 and "SUMMARY:Gestan" in report.conflicts[0].losing_ics
-    assert store.agenda("alice")[0].id == action.id, "Gestan keeps its action id"
-
-
-def test_expired_sync_token_lists_the_window_and_deletes_nothing(store, fake, cal):
-    fake.insert_event(cal, google_event(2, "A"))
-    fake.insert_event(cal, google_event(3, "B"))
-    run(store, fake, "open")
-    fake.expire_sync_tokens()
-    report = run(store, fake, "open")
-    assert report.status == "ok"
-    assert report.gestan.deleted == 0 and subjects(store) == ["A", "B"]
-
-
-def test_mass_delete_stops_unless_allowed(store, fake, cal):
-    ids = [fake.insert_event(cal, google_event(2 + n % 20, f"R{n}"))["id"] for n in range(12)]
-    run(store, fake, "open")
-    for event_id in ids[:11]:
-        fake.delete_event(cal, event_id)
-    report = run(store, fake, "open")
-    assert report.status == "stopped" and "allow-mass-delete" in report.message
-    assert len(subjects(store)) == 12
-    report = run(store, fake, "open", allow_mass_delete=True)
-    assert report.gestan.deleted == 11 and len(subjects(store)) == 1
 
 
 def test_quota_exceeded_stops_cleanly_and_rerun_finishes(store, fake, cal):
@@ -298,26 +146,6 @@ def test_crash_at_each_request_then_rerun_converges(store, fake, cal):
         k += 1
 
 
-def test_new_occurrences_appear_as_time_passes_without_asking_google(store, fake, cal):
-    body = google_event(1, "Sans fin", hour=8, recurrence=["RRULE:FREQ=WEEKLY"])
-    fake.insert_event(cal, body)
-    run(store, fake, "open")
-    before = len(store.agenda("alice"))
-    assert 50 <= before <= 54, "one year ahead, never more"
-    later = now_utc() + timedelta(days=60)
-    fake.reset_log()
-    target = GoogleTarget(fake.credentials(), "alice", CALENDAR, "Europe/Paris",
-                          api_url=fake.api_url, sleep=lambda s: None)
-    report = SyncRun(store, "alice", target, now=later).pull()
-    assert report.status == "ok"
-    assert fake.request_count == 2, "the incremental listing and the slice that entered " \
-        "the window, nothing per series"
-    with store.reading() as conn:
-        actions = agenda_rows.listing(conn, store.user("alice"), None, None, None)
-    assert len(actions) >= before + 8
-    assert max(a.event.start for a in actions) > now_utc() + timedelta(days=400)
-
-
 def test_pulled_update_keeps_what_google_cannot_carry(store, fake, cal):
     start = at(3, 9).strftime("%Y%m%dT%H%M%S")
     store.put_object("alice", "tel.ics", (
@@ -335,25 +163,6 @@ def test_pulled_update_keeps_what_google_cannot_carry(store, fake, cal):
     assert "CONTACT:M. Petit\\, 06 12 34 56 78" in ics
     assert "TRIGGER:-PT15M" in ics and "X-PHONE-COLOR:red" in ics
     assert run(store, fake, "close").remote.updated == 0, "nothing to push back"
-
-
-def test_deleting_a_moved_occurrence_in_gestan_cancels_it_in_google(store, fake, cal):
-    master = fake.insert_event(cal, google_event(1, "Cours", hour=8,
-                                                 recurrence=["RRULE:FREQ=WEEKLY;COUNT=5"]))
-    service = fake.build_service()
-    instances = service.events().instances(calendarId=cal, eventId=master["id"]).execute()
-    moved = dict(instances["items"][1], summary="Cours (salle B)")
-    service.events().update(calendarId=cal, eventId=moved["id"], body=moved).execute()
-    run(store, fake, "open")
-    assert sorted(subjects(store)) == ["Cours"] * 4 + ["Cours (salle B)"]
-    target = next(a for a in store.agenda("alice") if a.event.subject == "Cours (salle B)")
-    store.delete_action("alice", target.id)
-    report = run(store, fake, "close")
-    assert report.status == "ok" and report.remote.updated == 1
-    after = service.events().instances(calendarId=cal, eventId=master["id"]).execute()
-    assert [i["summary"] for i in after["items"]] == ["Cours"] * 4
-    assert run(store, fake, "open").gestan.updated == 0
-    assert subjects(store) == ["Cours"] * 4
 
 
 def test_google_change_during_the_push_is_reread_not_overwritten_blindly(store, fake, cal):
@@ -410,17 +219,6 @@ def test_a_sync_running_in_another_process_blocks_until_its_lease_ends(store, fa
     assert store.take_sync_lock(alice.id, "next", timedelta(minutes=1)) is None, "released"
 
 
-def test_window_days_back_from_the_users_setting(store, fake, cal):
-    fake.insert_event(cal, google_event(-3, "Il y a trois jours"))
-    fake.insert_event(cal, google_event(2, "Bientôt"))
-    run(store, fake, "open")
-    assert subjects(store) == ["Bientôt"], "ended appointments are not pulled by default"
-    store.set_user("alice", settings={"sync_days_back": 7})
-    fake.expire_sync_tokens()  # a full listing of the (now wider) window
-    run(store, fake, "open")
-    assert subjects(store) == ["Bientôt", "Il y a trois jours"]
-
-
 def test_throttling_waits_at_least_what_retry_after_says(store, fake, cal):
     add(store, "Patience", 2)
     waits: list[float] = []
@@ -445,3 +243,108 @@ def test_a_google_event_we_cannot_read_is_skipped_and_reported(store, fake, cal)
     assert "Lisible" in subjects(store)
     assert subjects(store) == ["Lisible"]
     assert len(report.skipped) == 1 and "MINUTELY" in report.skipped[0][1], report.skipped
+
+
+# ---------------------------------------------------------------- point 1
+
+FOREIGN = {"attendees": [{"email": "bob@example.com", "responseStatus": "accepted"}],
+           "reminders": {"useDefault": False, "overrides": [{"method": "popup",
+                                                              "minutes": 30}]},
+           "colorId": "5", "visibility": "private", "transparency": "transparent",
+           "extendedProperties": {"shared": {"crm": "42"}, "private": {"other-app": "x"}}}
+
+
+def test_a_gestan_edit_keeps_what_google_holds_and_gestan_does_not(store, fake, cal):
+    event = fake.insert_event(cal, google_event(2, "Client") | FOREIGN)
+    run(store, fake, "open")
+    [obj] = objects(store)
+    store.put_object("alice", obj.href, obj.ics.replace("SUMMARY:Client", "SUMMARY:Client 2"))
+    assert run(store, fake, "close").remote.updated == 1
+    now = fake.event(cal, event["id"])
+    assert now["summary"] == "Client 2"
+    for name, value in FOREIGN.items():
+        if name == "extendedProperties":
+            assert now[name]["shared"] == value["shared"]
+            assert now[name]["private"]["other-app"] == "x", "other apps' properties stay"
+        else:
+            assert now[name] == value, name
+
+
+def test_moving_one_occurrence_in_gestan_writes_that_occurrence_only(store, fake, cal):
+    master = fake.insert_event(cal, google_event(1, "Cours", hour=8,
+                                           recurrence=["RRULE:FREQ=WEEKLY;COUNT=5"]) | FOREIGN)
+    service = fake.build_service()
+    instances = service.events().instances(calendarId=cal, eventId=master["id"]).execute()
+    kept = instances["items"][1]
+    service.events().patch(calendarId=cal, eventId=kept["id"],
+                           body={"summary": "Cours (salle B)", "colorId": "9"}).execute()
+    run(store, fake, "open")
+    before = {e["id"]: e["etag"] for e in fake.events(cal)}
+    third = [a for a in store.agenda("alice") if a.event.subject == "Cours"][2]
+    [obj] = objects(store)
+    rid = f"{third.event.start:%Y%m%dT%H%M%S}Z"
+    override = (f"BEGIN:VEVENT\r\nUID:{obj.uid}\r\nDTSTAMP:20260101T000000Z\r\n"
+                f"RECURRENCE-ID:{rid}\r\nDTSTART:{rid}\r\n"
+                f"DURATION:PT1H\r\nSUMMARY:Cours (déplacé)\r\nEND:VEVENT\r\n")
+    store.put_object("alice", obj.href, obj.ics.replace("END:VCALENDAR",
+                                                        override + "END:VCALENDAR"))
+    fake.reset_log()
+    report = run(store, fake, "close")
+    assert report.remote.updated == 1 and report.conflicts == []
+    after = {e["id"]: e for e in fake.events(cal)}
+    assert after[master["id"]]["etag"] == before[master["id"]], "the master is not rewritten"
+    assert after[kept["id"]]["etag"] == before[kept["id"]], "nor the other exception"
+    assert after[master["id"]]["attendees"] == FOREIGN["attendees"]
+    assert after[kept["id"]]["colorId"] == "9", "an untouched exception keeps its colour"
+    assert after[kept["id"]]["summary"] == "Cours (salle B)"
+    writes = [r for r in fake.request_log if r.method in ("PATCH", "PUT", "POST", "DELETE")
+              and r.in_batch]
+    assert len(writes) == 1, "one occurrence changed: one write"
+
+
+# ---------------------------------------------------------------- point 12
+
+def test_the_open_after_a_close_that_wrote_series_reads_nothing_more(store, fake, cal):
+    for n in range(3):
+        start = at(1 + n, 8).strftime("%Y%m%dT%H%M%S")
+        moved = at(8 + n, 15).strftime("%Y%m%dT%H%M%S")
+        rid = at(8 + n, 8).strftime("%Y%m%dT%H%M%S")
+        store.put_object("alice", f"s{n}.ics", (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:phone\r\nBEGIN:VEVENT\r\n"
+            f"UID:serie-{n}\r\nDTSTART;TZID=Europe/Paris:{start}\r\nDURATION:PT1H\r\n"
+            f"RRULE:FREQ=WEEKLY;COUNT=6\r\nSUMMARY:Série {n}\r\nEND:VEVENT\r\n"
+            f"BEGIN:VEVENT\r\nUID:serie-{n}\r\nRECURRENCE-ID;TZID=Europe/Paris:{rid}\r\n"
+            f"DTSTART;TZID=Europe/Paris:{moved}\r\nDURATION:PT1H\r\n"
+            f"SUMMARY:Série {n} (déplacée)\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"))
+    run(store, fake, "open")   # the sync token is taken before the close writes
+    assert run(store, fake, "close").remote.created == 3
+    fake.reset_log()
+    report = run(store, fake, "open")
+    assert report.gestan.updated == report.gestan.created == 0
+    assert fake.request_count == 1, "the incremental listing only, no read per series"
+    # another client's edit of one exception is still seen
+    exception = next(e for e in live(fake, cal) if e.get("recurringEventId"))
+    fake.patch_event(cal, exception["id"], {"summary": "Changée ailleurs"})
+    assert run(store, fake, "open").gestan.updated == 1
+    assert "Changée ailleurs" in subjects(store)
+
+
+# ---------------------------------------------------------------- point 7
+
+def test_every_logged_change_names_the_appointment_and_its_date(store, fake, cal):
+    start = at(3, 9)
+    action = store.add_action("alice", EventData(start=start, end=start + timedelta(hours=1),
+                                                 tzid="Europe/Paris", subject="Dentiste"))
+    event = fake.insert_event(cal, google_event(4, "Garage"))
+    run(store, fake, "close")
+    run(store, fake, "open")
+    store.delete_action("alice", action.id)
+    fake.delete_event(cal, event["id"])
+    closed, opened = run(store, fake, "close"), run(store, fake, "open")
+    local = start.replace(tzinfo=UTC).astimezone(ZoneInfo("Europe/Paris"))
+    garage = at(4, 9).replace(tzinfo=UTC).astimezone(ZoneInfo("Europe/Paris"))
+    [deleted_there] = store.sync_run_items(closed.run_id)
+    assert deleted_there.change == "delete"
+    assert deleted_there.summary == f"Dentiste ({local:%Y-%m-%d %H:%M})"
+    [deleted_here] = store.sync_run_items(opened.run_id)
+    assert deleted_here.summary == f"Garage ({garage:%Y-%m-%d %H:%M})"

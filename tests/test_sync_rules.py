@@ -10,8 +10,9 @@ import pytest
 
 from bridge.ical.model import EventData
 from bridge.ical.timezones import now_utc
-from bridge.store import Store, open_store
-from bridge.sync.engine import SyncRun
+from bridge.store import ActionType, Store, open_store
+from bridge.store import agenda as agenda_rows
+from bridge.sync.engine import SyncOptions, SyncRun
 from tests.remotes import TZ, Remote, at, remote_fixture  # noqa: F401
 
 
@@ -166,3 +167,252 @@ def test_what_enters_the_window_as_time_passes_is_synced_both_ways(remote: Remot
     before = remote.request_count
     pull(store, remote, now=later + timedelta(hours=1))
     assert remote.request_count - before == 1, "nothing changed, nothing entered: 1 request"
+
+
+# ---------------------------------------------------------------- DESIGN.md rules 1-7
+
+def add_local(store: Store, subject: str, days: int, hour: int = 10, minutes: int = 60):
+    start = at(days, hour)
+    return store.add_action("alice", EventData(start=start,
+                                               end=start + timedelta(minutes=minutes),
+                                               tzid=TZ, subject=subject))
+
+
+def remote_subjects(remote: Remote) -> list[str]:
+    return sorted(seen.summary for seen in remote.live())
+
+
+def phone_series(store: Store, uid: str, summary: str, days: int, count: int) -> None:
+    start = at(days, 8)
+    store.put_object("alice", f"{uid}.ics", (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:phone\r\nBEGIN:VEVENT\r\n"
+        f"UID:{uid}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:{start:%Y%m%dT%H%M%S}Z\r\n"
+        f"DURATION:PT1H\r\nRRULE:FREQ=WEEKLY;COUNT={count}\r\nSUMMARY:{summary}\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"))
+
+
+def test_close_pushes_then_nothing_changed_costs_nothing(remote: Remote, store: Store):
+    add_local(store, "Client Dupont", 2)
+    add_local(store, "Réunion équipe", 3, 14)
+    assert push(store, remote).remote.created == 2
+    assert remote_subjects(remote) == ["Client Dupont", "Réunion équipe"]
+    before = remote.request_count
+    again = push(store, remote)
+    assert (again.remote.created, again.remote.updated, again.remote.deleted) == (0, 0, 0)
+    assert remote.request_count == before, "nothing to send: no request"
+
+
+def test_open_pulls_the_window_only_then_nothing_changed_is_one_request(remote: Remote,
+                                                                        store: Store):
+    remote.add("Dentiste", at(2))
+    remote.add("Trop loin", at(500))
+    assert pull(store, remote).gestan.created == 1
+    assert subjects(store) == ["Dentiste"]
+    before = remote.request_count
+    again = pull(store, remote)
+    assert again.gestan.created == again.gestan.updated == 0
+    assert remote.request_count - before == 1
+
+
+def test_open_updates_and_deletes_what_is_linked(remote: Remote, store: Store):
+    event = remote.add("Dentiste", at(2))
+    pull(store, remote)
+    remote.edit(event, summary="Dentiste (déplacé)", start=at(3))
+    assert pull(store, remote).gestan.updated == 1
+    [action] = store.agenda("alice")
+    assert (action.event.subject, action.event.start) == ("Dentiste (déplacé)", at(3))
+    remote.delete(event)
+    assert pull(store, remote).gestan.deleted == 1
+    assert subjects(store) == []
+
+
+def test_close_deletes_what_gestan_deleted_and_it_does_not_come_back(remote: Remote,
+                                                                    store: Store):
+    action = add_local(store, "Annulé", 4)
+    push(store, remote)
+    assert remote_subjects(remote) == ["Annulé"]
+    store.delete_action("alice", action.id)
+    assert push(store, remote).remote.deleted == 1
+    assert remote_subjects(remote) == []
+    pull(store, remote)
+    assert subjects(store) == []
+
+
+def test_only_rendez_vous_are_pushed(remote: Remote, store: Store):
+    start = at(2)
+    store.add_action("alice", EventData(start=start, end=start + timedelta(hours=1),
+                                        subject="Appeler"), ActionType.CALL)
+    add_local(store, "RDV", 2)
+    push(store, remote)
+    assert remote_subjects(remote) == ["RDV"]
+
+
+def test_a_remote_series_is_one_object_with_one_action_per_occurrence(remote: Remote,
+                                                                      store: Store):
+    series = remote.add("Hebdo", at(1, 8), rrule="FREQ=WEEKLY;COUNT=6")
+    assert pull(store, remote).gestan.created == 1
+    assert subjects(store) == ["Hebdo"] * 6
+    starts = [start for _, start in remote.occurrences(series)]
+    remote.edit_occurrence(series, starts[1], summary="Hebdo (déplacé)", start=at(9, 15))
+    remote.cancel_occurrence(series, starts[2])
+    assert pull(store, remote).gestan.updated == 1
+    assert subjects(store) == ["Hebdo"] * 4 + ["Hebdo (déplacé)"]
+    [moved] = [a for a in store.agenda("alice") if a.event.subject == "Hebdo (déplacé)"]
+    assert moved.event.start == at(9, 15)
+    assert len(store.calendar_listing(store.user("alice").id)) == 1
+
+
+def test_gestan_series_edits_go_back_as_exceptions_not_copies(remote: Remote, store: Store):
+    phone_series(store, "serie-1", "Point hebdo", 1, 5)
+    assert push(store, remote).remote.created == 1
+    [series] = remote.live()
+    occurrences = store.agenda("alice")
+    store.delete_action("alice", occurrences[2].id)
+    assert push(store, remote).remote.updated == 1
+    assert len(remote.occurrences(series.remote_id)) == 4, "the occurrence is cancelled"
+    assert len(remote.live()) == 1, "no standalone copies"
+    assert pull(store, remote).gestan.updated == 0
+    assert subjects(store) == ["Point hebdo"] * 4
+
+
+def test_deleting_a_moved_occurrence_in_gestan_cancels_it_there(remote: Remote,
+                                                               store: Store):
+    series = remote.add("Cours", at(1, 8), rrule="FREQ=WEEKLY;COUNT=5")
+    starts = [start for _, start in remote.occurrences(series)]
+    remote.edit_occurrence(series, starts[1], summary="Cours (salle B)")
+    pull(store, remote)
+    [moved] = [a for a in store.agenda("alice") if a.event.subject == "Cours (salle B)"]
+    store.delete_action("alice", moved.id)
+    assert push(store, remote).remote.updated == 1
+    assert remote_summaries(remote, series) == ["Cours"] * 4
+    assert pull(store, remote).gestan.updated == 0
+    assert subjects(store) == ["Cours"] * 4
+
+
+def test_a_close_conflict_keeps_gestan_and_logs_the_remote_version(remote: Remote,
+                                                                   store: Store):
+    action = add_local(store, "Version Gestan", 3)
+    push(store, remote)
+    [event] = remote.live()
+    remote.edit(event.remote_id, summary="Version distante")
+    store.delete_action("alice", action.id)
+    report = push(store, remote)
+    assert len(report.conflicts) == 1
+    assert "Version distante" in (report.conflicts[0].losing_ics or "")
+    assert remote_subjects(remote) == []
+    items = store.sync_run_items(report.run_id)
+    assert any(i.change == "conflict" and "Version distante" in (i.losing_ics or "")
+               for i in items)
+
+
+def test_an_open_conflict_keeps_the_remote_and_logs_gestans_version(remote: Remote,
+                                                                    store: Store):
+    action = add_local(store, "Avant", 3)
+    push(store, remote)
+    [event] = remote.live()
+    remote.edit(event.remote_id, summary="Distant")
+    obj = the_object(store)
+    store.put_object("alice", obj.href, obj.ics.replace("SUMMARY:Avant", "SUMMARY:Gestan"))
+    report = pull(store, remote)
+    assert subjects(store) == ["Distant"]
+    assert len(report.conflicts) == 1 and "SUMMARY:Gestan" in report.conflicts[0].losing_ics
+    assert store.agenda("alice")[0].id == action.id, "Gestan keeps its action id"
+
+
+def test_an_expired_state_lists_the_window_and_deletes_nothing(remote: Remote, store: Store):
+    remote.add("A", at(2))
+    remote.add("B", at(3))
+    pull(store, remote)
+    remote.expire_state()
+    report = pull(store, remote)
+    assert report.gestan.deleted == 0 and subjects(store) == ["A", "B"]
+
+
+def test_mass_delete_stops_unless_allowed(remote: Remote, store: Store):
+    ids = [remote.add(f"R{n}", at(2 + n % 20)) for n in range(12)]
+    pull(store, remote)
+    for remote_id in ids[:11]:
+        remote.delete(remote_id)
+    report = SyncRun(store, "alice", remote.target()).pull()
+    assert report.status == "stopped" and "allow-mass-delete" in report.message
+    assert len(subjects(store)) == 12
+    report = SyncRun(store, "alice", remote.target(),
+                     SyncOptions(allow_mass_delete=True)).pull()
+    assert report.gestan.deleted == 11 and len(subjects(store)) == 1
+
+
+def test_a_remote_that_stops_mid_run_then_a_rerun_finishes(remote: Remote, store: Store):
+    for n in range(5):
+        add_local(store, f"Q{n}", 2 + n)
+    store.save_sync_state(store.user("alice").id, remote.target().name,
+                          calendar_id=remote.target().bind(None))
+    remote.fail_next(1, after_apply=True)
+    report = SyncRun(store, "alice", remote.target()).push()
+    assert report.status == "stopped"
+    assert push(store, remote).status == "ok"
+    assert remote_subjects(remote) == [f"Q{n}" for n in range(5)], "all, once each"
+
+
+def test_new_occurrences_appear_as_time_passes_without_asking(remote: Remote, store: Store):
+    remote.add("Sans fin", at(1, 8), rrule="FREQ=WEEKLY")
+    pull(store, remote)
+    before = len(store.agenda("alice"))
+    assert 50 <= before <= 54, "one year ahead, never more"
+    later = now_utc() + timedelta(days=60)
+    requests = remote.request_count
+    pull(store, remote, now=later)
+    assert remote.request_count - requests == 2, "the delta and the new slice, no more"
+    with store.reading() as conn:
+        actions = agenda_rows.listing(conn, store.user("alice"), None, None, None)
+    assert len(actions) >= before + 8
+    assert max(a.event.start for a in actions) > now_utc() + timedelta(days=400)
+
+
+def test_the_window_reaches_back_as_the_user_set(remote: Remote, store: Store):
+    remote.add("Il y a trois jours", at(-3))
+    remote.add("Bientôt", at(2))
+    pull(store, remote)
+    assert subjects(store) == ["Bientôt"], "ended appointments are not pulled by default"
+    store.set_user("alice", settings={"sync_days_back": 7})
+    remote.expire_state()  # a full listing of the (now wider) window
+    pull(store, remote)
+    assert subjects(store) == ["Bientôt", "Il y a trois jours"]
+
+
+# ---------------------------------------------------------------- points 3 and 4
+
+def test_a_gestan_move_out_of_the_window_is_pushed(remote: Remote, store: Store):
+    add_local(store, "Plus tard", 3)
+    push(store, remote)
+    obj = the_object(store)
+    later = at(3) + timedelta(days=730)
+    store.put_object("alice", obj.href, (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:phone\r\nBEGIN:VEVENT\r\n"
+        f"UID:{obj.uid}\r\nDTSTAMP:20260101T000000Z\r\nDTSTART:{later:%Y%m%dT%H%M%S}Z\r\n"
+        "DURATION:PT1H\r\nSUMMARY:Plus tard\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"))
+    assert push(store, remote).remote.updated == 1
+    [seen] = remote.live()
+    assert seen.start == later, "no ghost at the old date"
+
+
+def test_a_remote_move_out_of_the_window_is_followed(remote: Remote, store: Store):
+    event = remote.add("Repoussé", at(2))
+    pull(store, remote)
+    remote.edit(event, start=at(800))
+    assert pull(store, remote).gestan.updated == 1
+    [action] = store.agenda("alice", start=at(799), end=at(801))
+    assert action.event.subject == "Repoussé"
+    assert store.agenda("alice", start=at(0), end=at(400)) == []
+
+
+@pytest.mark.parametrize("days", [800, -30])
+def test_an_occurrence_moved_out_of_the_window_never_comes_back(remote: Remote, store: Store,
+                                                                days: int):
+    series = remote.add("Cours", at(1, 8), rrule="FREQ=WEEKLY;COUNT=5")
+    starts = [start for _, start in remote.occurrences(series)]
+    remote.edit_occurrence(series, starts[1], summary="Cours déplacé", start=at(days, 8))
+    pull(store, remote)
+    assert subjects(store) == ["Cours"] * 4, "not at its old time"
+    remote.expire_state()
+    pull(store, remote)
+    assert subjects(store) == ["Cours"] * 4, "nor after a full re-listing"
