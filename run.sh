@@ -27,6 +27,7 @@ case "${1:-}" in
         if [ -x .ci/install-postgres.sh ] || [ -f .ci/install-postgres.sh ]; then
             bash .ci/install-postgres.sh
         fi
+        bash .ci/install-tools.sh
         "$VENV/bin/ruff" check bridge plugins tests
         exec "$VENV/bin/python" -m pytest -q "$@"
         ;;

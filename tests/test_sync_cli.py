@@ -300,3 +300,33 @@ def test_an_unexpected_remote_refusal_stops_the_run_in_one_line(alice):
     assert fake.events(cal) == []
     assert cli(variables, "sync", "close", "--user", "alice").returncode == 0
     assert [e["summary"] for e in fake.events(cal)] == ["Refusé"], "the rerun finishes"
+
+
+def test_what_enters_the_window_is_synced_when_the_clock_moves(alice):
+    """The CLI's own clock moved with faketime (installed by .ci/install-tools.sh): an
+    appointment 405 days ahead in Google and one 400 days ahead in Gestan are synced two
+    months later, not before."""
+    fake, cal, variables, store = alice
+    fake.insert_event(cal, google_event(405, "Loin (Google)"))
+    add(variables, "Loin (Gestan)", 400)
+    assert cli(variables, "sync", "open", "--user", "alice").returncode == 0
+    assert cli(variables, "sync", "close", "--user", "alice").returncode == 0
+    assert [e["summary"] for e in fake.events(cal)] == ["Loin (Google)"], "nothing yet"
+    faketime = shutil.which("faketime")
+    assert faketime, "faketime is installed by .ci/install-tools.sh (run.sh test)"
+    exe = shutil.which("gestan-bridge") or os.path.join(os.path.dirname(sys.executable),
+                                                        "gestan-bridge")
+
+    def later(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([faketime, "-f", "+60d", exe, *args], capture_output=True,
+                              text=True, timeout=120, env=variables)
+
+    opened = later("sync", "open", "--user", "alice")
+    assert opened.returncode == 0, opened.stdout + opened.stderr
+    assert "gestan: 1 created" in opened.stdout, opened.stdout
+    closed = later("sync", "close", "--user", "alice")
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    assert sorted(e["summary"] for e in fake.events(cal)) == ["Loin (Gestan)",
+                                                              "Loin (Google)"]
+    subjects = sorted(a.event.subject for a in store.agenda("alice"))
+    assert subjects == ["Loin (Gestan)", "Loin (Google)"]
