@@ -348,3 +348,57 @@ def test_every_logged_change_names_the_appointment_and_its_date(store, fake, cal
     assert deleted_there.summary == f"Dentiste ({local:%Y-%m-%d %H:%M})"
     [deleted_here] = store.sync_run_items(opened.run_id)
     assert deleted_here.summary == f"Garage ({garage:%Y-%m-%d %H:%M})"
+
+
+def test_phones_writing_during_an_open_lose_nothing_unseen(store, fake, cal, server):
+    """Issue 8 point 0, raced for real: four phones GET and PUT (If-Match) through the
+    CalDAV server while an open brings 150 Google edits in. Each phone writes its own
+    objects one after the other, so its last acknowledged write of each object must be
+    current, or in the audit log as the losing version of a conflict."""
+    import random
+    import threading
+
+    ids = [fake.insert_event(cal, google_event(2 + n % 60, f"E{n}", hour=8 + n % 9))["id"]
+           for n in range(150)]
+    run(store, fake, "open")
+    for n, event_id in enumerate(ids):
+        fake.patch_event(cal, event_id, {"summary": f"E{n} Google"})
+    hrefs = [o.href for o in objects(store)]
+    url = server.calendar_url("alice")
+    stop = threading.Event()
+    last: dict[str, str] = {}   # href -> the phone's last acknowledged SUMMARY
+
+    def phone(number: int) -> None:
+        session = server.session("alice")
+        mine = hrefs[number::4]
+        rng = random.Random(number)
+        for count in range(10_000):
+            if stop.is_set():
+                return
+            href = rng.choice(mine)
+            got = session.get(url + href)
+            assert got.status_code == 200
+            mark = f"phone{number}-{count}"
+            body = got.text.replace("SUMMARY:", f"SUMMARY:{mark} ", 1)
+            put = session.put(url + href, data=body.encode(), headers={
+                "If-Match": got.headers["ETag"], "Content-Type": "text/calendar"})
+            assert put.status_code in (201, 204, 412), put.text
+            if put.status_code != 412:
+                last[href] = mark
+
+    phones = [threading.Thread(target=phone, args=(n,)) for n in range(4)]
+    for thread in phones:
+        thread.start()
+    try:
+        report = run(store, fake, "open")
+    finally:
+        stop.set()
+        for thread in phones:
+            thread.join(30)
+    assert report.status == "ok", report.message
+    assert last, "the phones wrote during the run"
+    current = {o.href: o.ics for o in objects(store)}
+    logged = " ".join(i.losing_ics or "" for i in store.sync_run_items(report.run_id))
+    lost = [mark for href, mark in last.items()
+            if f"SUMMARY:{mark} " not in current[href] and f"SUMMARY:{mark} " not in logged]
+    assert lost == [], f"{len(lost)} acknowledged writes vanished without a trace"
