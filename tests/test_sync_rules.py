@@ -416,3 +416,29 @@ def test_an_occurrence_moved_out_of_the_window_never_comes_back(remote: Remote, 
     remote.expire_state()
     pull(store, remote)
     assert subjects(store) == ["Cours"] * 4, "nor after a full re-listing"
+
+
+# ---------------------------------------------------------------- point 1: what a target carries
+
+def test_a_target_that_carries_alarms_sees_their_edits_as_changes(store: Store):
+    """The in-memory target keeps the whole text, alarms included (it declares "VALARM"):
+    an alarm changed there is an update at the next open, and Gestan's own alarm is not
+    put back over the remote's; Google, which does not carry them, leaves them alone
+    (test_sync_google.py: test_pulled_update_keeps_what_google_cannot_carry)."""
+    from tests.remotes import MemoryRemote
+
+    remote = MemoryRemote()
+    assert "VALARM" in remote.target().carries
+    start = at(3, 9)
+    store.put_object("alice", "rappel.ics", (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:phone\r\nBEGIN:VEVENT\r\nUID:rappel-1\r\n"
+        f"DTSTAMP:20260101T000000Z\r\nDTSTART:{start:%Y%m%dT%H%M%S}Z\r\nDURATION:PT1H\r\n"
+        "SUMMARY:Rappel\r\nBEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\n"
+        "DESCRIPTION:Rappel\r\nEND:VALARM\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"))
+    push(store, remote)
+    [seen] = remote.live()
+    remote.calendar.edit(seen.remote_id, seen.raw.ics.replace("-PT15M", "-PT1H"))
+    assert pull(store, remote).gestan.updated == 1, "an alarm edit there is a change"
+    ics = the_object(store).ics
+    assert "TRIGGER:-PT1H" in ics and "TRIGGER:-PT15M" not in ics
+    assert push(store, remote).remote.updated == 0
