@@ -110,3 +110,24 @@ def test_other_shapes_are_declined():
                               "UTC") is None
     assert date(2026, 1, 12) not in {e.start.date() for e in expand_general(
         calendar, datetime(2026, 1, 1), datetime(2027, 1, 1), "UTC")}
+
+
+@pytest.mark.parametrize("seed", range(0, 200, 5))
+def test_bounds_by_the_fast_path_equal_recurring_ical_events(seed):
+    """A bounded series' last end, taken the fast way, is recurring-ical-events' own."""
+    import recurring_ical_events
+
+    from bridge.ical.parse import event_from_component
+    from bridge.ical.series import bounds
+
+    parsed = parse_object(series(seed), "Europe/Paris")
+    first, last = bounds(parsed.series_ics, "Europe/Paris")
+    calendar = calendar_of(parsed.series_ics)
+    ends = [event_from_component(c, "Europe/Paris").end for c in calendar.walk("VEVENT")]
+    rule = parsed.series_ics.split("RRULE:", 1)[1].split("\r\n", 1)[0]
+    if "COUNT" not in rule and "UNTIL" not in rule:
+        assert last is None
+        return
+    ends += [event_from_component(c, "Europe/Paris").end
+             for c in recurring_ical_events.of(calendar).all()]
+    assert last == max(ends) + timedelta(days=1)

@@ -6,6 +6,7 @@ Only the requested window is ever expanded (DESIGN.md, "Series"); the series sou
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 import recurring_ical_events
@@ -17,6 +18,7 @@ from bridge.ical.parse import event_from_component
 
 _MAX_BOUNDED = 20000
 _SLACK = timedelta(days=1)
+_FAR_FUTURE = datetime(2200, 1, 1)
 
 
 def calendar_of(series_ics: str, with_overrides: bool = True) -> Calendar:
@@ -57,18 +59,26 @@ def expand_general(calendar: Calendar, start: datetime, end: datetime, default_t
             for component in query.between(*window)]
 
 
+@functools.lru_cache(maxsize=1024)
 def bounds(series_ics: str, default_tz: str) -> tuple[datetime, datetime | None]:
     """First start and last end of all instances (naive UTC); last end None if unbounded.
 
     A day of slack on each side: DST and floating times never push an instance past it.
+    Memoised by text: the engine asks before storing, the store again when storing.
     """
     calendar = calendar_of(series_ics)
     events = [event_from_component(c, default_tz) for c in calendar.walk("VEVENT")]
     first = min(e.start for e in events) - _SLACK
-    rule = master_component(series_ics).get("RRULE")
+    master = next(c for c in calendar.subcomponents
+                  if c.name == "VEVENT" and "RECURRENCE-ID" not in c)
+    rule = master.get("RRULE")
     if rule is not None and not (rule.get("COUNT") or rule.get("UNTIL")):
         return first, None
     last = max(e.end for e in events)
+    # a plain series goes the fast way (checked equal to recurring-ical-events)
+    fast = fast_series.expand(calendar, first, _FAR_FUTURE, default_tz)
+    if fast is not None and len(fast) < _MAX_BOUNDED:
+        return first, max([last, *(e.end for e in fast)]) + _SLACK
     occurrences = recurring_ical_events.of(calendar).all()
     for count, component in enumerate(occurrences):
         if count >= _MAX_BOUNDED:

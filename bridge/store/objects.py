@@ -224,11 +224,13 @@ def rerender(conn: Connection, user: User, object_id: int, revision: int,
         if first == last:  # a zero-length event still matches the instant it is at
             last = last + timedelta(seconds=1)
     if ics != row.ics or force:
+        etag = etag_of(ics)
         conn.execute(update(calendar_objects).where(calendar_objects.c.id == object_id).values(
-            ics=ics, etag=etag_of(ics), first_start=first, last_end=last,
+            ics=ics, etag=etag, first_start=first, last_end=last,
             revision=revision, deleted=False))
-    return StoredObject.from_row(conn.execute(select(calendar_objects).where(
-        calendar_objects.c.id == object_id)).one())
+        return StoredObject(object_id, row.user_id, row.href, row.uid, ics, etag, first,
+                            last, bool(row.is_series), revision, False, row.updated_at)
+    return StoredObject.from_row(row)
 
 
 def _render_series(row, user: User, object_actions: list[Action]) -> str:
