@@ -150,3 +150,30 @@ def test_series_occurrences_appear_as_time_passes(store):
 
 def test_stores_are_shared_per_url(db_url, store):
     assert open_store(db_url) is store
+
+
+@pytest.mark.parametrize("text", [
+    "DTSTART;TZID=America/Montreal:20270301T090000\r\nDTEND;TZID=America/Montreal:"
+    "20270301T093000\r\nSUMMARY:Montréal\r\nCONTACT:M. Petit\r\nX-APP:1\r\n"
+    "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT5M\r\nEND:VALARM\r\n",
+    "DTSTART;VALUE=DATE:20270302\r\nSUMMARY:Congés\r\n",
+    "DTSTART:20270303T120000Z\r\nDTEND:20270303T120000Z\r\nSUMMARY:Instant\r\n",
+    "DTSTART:20270304T080000\r\nDURATION:PT2H\r\nSUMMARY:Flottant\r\nSTATUS:TENTATIVE\r\n",
+])
+def test_a_new_single_is_stored_as_its_rendering_from_the_agenda(store, text):
+    """A new appointment is rendered before it is stored (one INSERT): the same bytes, the
+    same bounds, as rendering it again from its action."""
+    from bridge.store import objects as object_rows
+    from bridge.store import users as user_rows
+
+    stored = store.put_object("alice", "new.ics", (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:t\r\nBEGIN:VEVENT\r\nUID:new-1\r\n"
+        f"DTSTAMP:20260101T000000Z\r\n{text}END:VEVENT\r\nEND:VCALENDAR\r\n"))
+    alice = store.user("alice")
+    with store.writing() as conn:
+        again = object_rows.rerender(conn, alice, stored.id,
+                                     user_rows.next_revision(conn, alice.id))
+    assert again.revision == stored.revision, "nothing to rewrite"
+    assert (again.ics, again.etag, again.first_start, again.last_end) == (
+        stored.ics, stored.etag, stored.first_start, stored.last_end)
+    assert store.calendar_object(alice.id, "new.ics") == stored

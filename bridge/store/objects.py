@@ -150,14 +150,40 @@ def put(conn: Connection, user: User, href: str, parsed: ParsedObject, revision:
         object_id = existing.id
         conn.execute(update(calendar_objects).where(calendar_objects.c.id == object_id)
                      .values(**values))
+    elif not parsed.is_series:
+        return _insert_single(conn, user, href, parsed, values, revision, now)
     else:
-        object_id = conn.execute(insert(calendar_objects).values(
+        object_id = conn.execute(_INSERT_OBJECT, dict(
             user_id=user.id, href=href, **values)).inserted_primary_key[0]
     if parsed.is_series:
         _materialise(conn, user, object_id, parsed.series_ics, revision, now, replace=True)
     else:
         _put_single(conn, user, object_id, parsed.master, revision, now)
     return rerender(conn, user, object_id, revision, force=True)
+
+
+def _insert_single(conn: Connection, user: User, href: str, parsed: ParsedObject,
+                   values: dict, revision: int, now: datetime) -> StoredObject:
+    """A new single appointment: rendered before it is stored, two INSERTs (the first open
+    of a calendar makes thousands of these); the text is what :func:`rerender` makes."""
+    event = parsed.master
+    ics = render_object(parsed.uid, event, default_tz=user.timezone, dtstamp=now)
+    first, last = single_bounds(event)
+    etag = etag_of(ics)
+    values = dict(values, ics=ics, etag=etag, first_start=first, last_end=last)
+    object_id = conn.execute(_INSERT_OBJECT, dict(
+        user_id=user.id, href=href, **values)).inserted_primary_key[0]
+    insert_action(conn, user.id, ActionType.APPOINTMENT, event, revision, now, object_id)
+    return StoredObject(object_id, user.id, href, parsed.uid, ics, etag, first, last, False,
+                        revision, False, now)
+
+
+def single_bounds(event: EventData) -> tuple[datetime, datetime]:
+    """The instants a single appointment covers (a zero-length one still matches the
+    instant it is at)."""
+    if event.start == event.end:
+        return event.start, event.end + timedelta(seconds=1)
+    return event.start, event.end
 
 
 def _put_single(conn: Connection, user: User, object_id: int, event: EventData,
@@ -175,9 +201,14 @@ def _put_single(conn: Connection, user: User, object_id: int, event: EventData,
         insert_action(conn, user.id, ActionType.APPOINTMENT, event, revision, now, object_id)
 
 
+# One statement each, values passed as parameters: SQLAlchemy then compiles them once.
+_INSERT_OBJECT = insert(calendar_objects)
+_INSERT_ACTION = insert(actions)
+
+
 def insert_action(conn: Connection, user_id: int, type_: ActionType, event: EventData,
                   revision: int, now: datetime, object_id: int | None = None) -> int:
-    return conn.execute(insert(actions).values(
+    return conn.execute(_INSERT_ACTION, dict(
         user_id=user_id, type=type_.value, object_id=object_id, **event_columns(event),
         revision=revision, deleted=False, created_at=now, updated_at=now,
     )).inserted_primary_key[0]
@@ -220,9 +251,7 @@ def rerender(conn: Connection, user: User, object_id: int, revision: int,
         action = live[0]
         ics = render_object(row.uid, action.event, default_tz=user.timezone,
                             dtstamp=action.updated_at)
-        first, last = action.event.start, action.event.end
-        if first == last:  # a zero-length event still matches the instant it is at
-            last = last + timedelta(seconds=1)
+        first, last = single_bounds(action.event)
     if ics != row.ics or force:
         etag = etag_of(ics)
         conn.execute(update(calendar_objects).where(calendar_objects.c.id == object_id).values(
