@@ -177,3 +177,16 @@ def test_a_new_single_is_stored_as_its_rendering_from_the_agenda(store, text):
     assert (again.ics, again.etag, again.first_start, again.last_end) == (
         stored.ics, stored.etag, stored.first_start, stored.last_end)
     assert store.calendar_object(alice.id, "new.ics") == stored
+    # what a close reads instead of the text (its action) means exactly the text
+    from bridge.ical import ParsedObject, parse_object
+    from bridge.ical.content import content_of
+    from bridge.targets.google_mapping import ics_to_google
+
+    [changed] = store.changed_objects(alice.id, 0, again.revision, stored.first_start,
+                                      stored.last_end, "google")
+    assert changed.event is not None
+    reading = ParsedObject(changed.uid, changed.event)
+    for carries in (frozenset(), frozenset({"VALARM", "CONTACT", "X-APP"})):
+        assert content_of(reading, "Europe/Paris", carries) == content_of(
+            parse_object(changed.ics, "Europe/Paris"), "Europe/Paris", carries)
+    assert ics_to_google(reading) == ics_to_google(changed.ics)

@@ -302,6 +302,10 @@ class Store:
         with self.writing() as conn:
             sync_tables.save_link(conn, user_id, target, link, now_utc())
 
+    def save_links(self, user_id: int, target: str, links: list[Link]) -> None:
+        with self.writing() as conn:
+            sync_tables.save_links(conn, user_id, target, links, now_utc())
+
     def forget_link(self, user_id: int, target: str, object_id: int) -> None:
         with self.writing() as conn:
             sync_tables.forget_link(conn, user_id, target, object_id)

@@ -87,6 +87,9 @@ class StoredObject:
     revision: int
     deleted: bool
     updated_at: datetime
+    # a single appointment's action, when the reader asked for it: what the text means,
+    # without parsing it again (a sync's close reads thousands)
+    event: EventData | None = None
 
     @classmethod
     def from_row(cls, row) -> StoredObject:

@@ -5,11 +5,12 @@ SQL only; the engine in ``bridge.sync`` decides what to write.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bridge.ical.model import EventData
@@ -144,17 +145,29 @@ def links(conn: Connection, user_id: int, target: str) -> list[Link]:
 
 def save_link(conn: Connection, user_id: int, target: str, link: Link, now: datetime) -> None:
     """Insert or replace the link of ``link.object_id`` (and of its remote id)."""
-    conn.execute(delete(sync_links).where(
-        sync_links.c.user_id == user_id, sync_links.c.target == target,
-        or_(sync_links.c.object_id == link.object_id,
-            sync_links.c.remote_id == link.remote_id)))
-    conn.execute(insert(sync_links).values(
+    save_links(conn, user_id, target, [link], now)
+
+
+_DROP_LINK = delete(sync_links).where(
+    sync_links.c.user_id == bindparam("u"), sync_links.c.target == bindparam("t"),
+    or_(sync_links.c.object_id == bindparam("o"), sync_links.c.remote_id == bindparam("r")))
+_ADD_LINK = insert(sync_links)
+
+
+def save_links(conn: Connection, user_id: int, target: str, links: list[Link],
+               now: datetime) -> None:
+    """:func:`save_link` for many: two statements, each run over all of them."""
+    if not links:
+        return
+    conn.execute(_DROP_LINK, [dict(u=user_id, t=target, o=link.object_id, r=link.remote_id)
+                              for link in links])
+    conn.execute(_ADD_LINK, [dict(
         user_id=user_id, target=target, object_id=link.object_id, remote_id=link.remote_id,
         remote_etag=link.remote_etag, local_hash=link.local_hash,
         remote_hash=link.remote_hash,
         parts=json.dumps(link.parts, sort_keys=True) if link.parts else None,
         remote_pieces=json.dumps(sorted(link.pieces)) if link.pieces else None,
-        updated_at=now))
+        updated_at=now) for link in links])
 
 
 def forget_link(conn: Connection, user_id: int, target: str, object_id: int) -> None:
@@ -204,7 +217,20 @@ def changed_objects(conn: Connection, user_id: int, since: int, upto: int,
         calendar_objects.c.revision > since, calendar_objects.c.revision <= upto,
         or_(in_window, linked),
     ).order_by(calendar_objects.c.revision))
-    return [StoredObject.from_row(r) for r in rows]
+    return with_events(conn, [StoredObject.from_row(r) for r in rows])
+
+
+def with_events(conn: Connection, found: list[StoredObject]) -> list[StoredObject]:
+    """The objects, each live single appointment with its action's event attached."""
+    ids = [o.id for o in found if not o.is_series and not o.deleted]
+    events: dict[int, EventData] = {}
+    for chunk in range(0, len(ids), 500):
+        rows = conn.execute(select(actions).where(
+            actions.c.object_id.in_(ids[chunk:chunk + 500]), ~actions.c.deleted,
+            actions.c.recurrence_id.is_(None)))
+        events.update((r.object_id, Action.from_row(r).event) for r in rows)
+    return [dataclasses.replace(o, event=events[o.id]) if o.id in events else o
+            for o in found]
 
 
 def entering_objects(conn: Connection, user_id: int, start: datetime, end: datetime,

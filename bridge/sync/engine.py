@@ -57,6 +57,8 @@ GESTAN = "gestan"
 MAX_WRITE_ROUNDS = 3
 MAX_DECISIONS = 3   # a Gestan object changed under the run is decided again, this many times
 PULL_BATCH = 100    # writes of an open per transaction (phones wait at most that long)
+LINKS_PER_TRANSACTION = 50  # links recorded after a close's writes, per transaction
+PUSH_SLICE = 500    # objects of a close decided, then written, at a time
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
@@ -120,17 +122,15 @@ class SyncRun:
         self.window = Window(now - timedelta(days=days_back), window_end(now))
         self._items: list[RunItem] = []
         self._contents: dict[str, Content] = {}
-        self._parsed: dict[str, ParsedObject] = {}
+        self._readings: dict[str, ParsedObject] = {}
         self._holder = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._renewed = 0.0
 
     # ------------------------------------------------------------------ helpers
     def _parse(self, ics: str) -> ParsedObject:
-        """Each text is parsed once per run."""
-        parsed = self._parsed.get(ics)
-        if parsed is None:
-            parsed = self._parsed[ics] = parse_object(ics, self.user.timezone)
-        return parsed
+        """What a text means: the store's own reading (a single's action) when there is
+        one, else the text parsed (each text once: memoised)."""
+        return self._readings.get(ics) or parse_object(ics, self.user.timezone)
 
     def _content(self, ics: str | None) -> Content | None:
         """What a text means (memoised for the run: each side is read once)."""
@@ -456,46 +456,79 @@ class SyncRun:
                 self.user.id, max(state.close_window_end, self.window.start),
                 self.window.end, state.pushed_revision, target) if o.id not in seen]
         links = {link.object_id: link for link in self.store.sync_links(self.user.id, target)}
+        self._readings = {o.ics: ParsedObject(o.uid, o.event) for o in changed
+                          if o.event is not None and o.ics}
         self._objects = {o.id: o for o in changed}
         self._links = links
         self._merged_ids: set[int] = set()
-        ops: list[WriteOp] = []
-        for obj in changed:
-            link = links.get(obj.id)
-            source = ABSENT if obj.deleted else Present(self._key(obj.ics))
-            state_ = LinkState(link.local_hash, link.remote_hash) if link else None
-            decision = decide(source, UNKNOWN, state_)
-            op = self._op_for(report, obj, link, decision.action)
-            if op is not None:
-                ops.append(op)
-            elif decision.action is Action.FORGET and link and not self.options.dry_run:
-                self.store.forget_link(self.user.id, target, obj.id)
-        deletes = sum(1 for op in ops if op.kind is WriteKind.DELETE)
+        self._unsaved: list[Link] = []
+        # Deletions are counted before anything is read or written (the mass-delete guard);
+        # the rest is decided and written a slice at a time, so that each text is parsed
+        # once (the parse cache holds a slice) and memory stays flat.
+        deletes = sum(1 for o in changed if o.deleted and o.id in links)
         self._check_mass_delete(deletes, len(links))
-        if self.options.dry_run:
-            for op in ops:
-                report.planned.append(f"{op.kind} in {target}: {op.uid} "
-                                      f"({self._label(op.ics, object_id=op.local_id)})")
-                report.count(target, op.kind.value)
-            return
+        self._written, self._total = 0, len(changed)
+        unfinished: list[WriteOp] = []
+        for first in range(0, len(changed), PUSH_SLICE):
+            ops = [op for obj in changed[first:first + PUSH_SLICE]
+                   if (op := self._push_op(report, obj)) is not None]
+            if self.options.dry_run:
+                for op in ops:
+                    report.planned.append(f"{op.kind} in {target}: {op.uid} "
+                                          f"({self._label(op.ics, object_id=op.local_id)})")
+                    report.count(target, op.kind.value)
+                continue
+            unfinished += self._write(report, ops)
+        for op in unfinished:  # still refused after the last round: the next run tries again
+            report.skipped.append((op.uid, f"{self._label(op.ics, object_id=op.local_id)}: "
+                                           "changed again in the target during the run"))
+        if not unfinished and not self.options.dry_run:
+            self.store.save_sync_state(self.user.id, target, pushed_revision=upto,
+                                       close_window_end=self.window.end)
+
+    def _push_op(self, report: RunReport, obj: StoredObject) -> WriteOp | None:
+        """What to write for one object changed in Gestan (None: nothing)."""
+        link = self._links.get(obj.id)
+        source = ABSENT if obj.deleted else Present(self._key(obj.ics))
+        state = LinkState(link.local_hash, link.remote_hash) if link else None
+        decision = decide(source, UNKNOWN, state)
+        op = self._op_for(report, obj, link, decision.action)
+        if op is None and decision.action is Action.FORGET and link \
+                and not self.options.dry_run:
+            self.store.forget_link(self.user.id, self.target.name, obj.id)
+        return op
+
+    def _write(self, report: RunReport, ops: list[WriteOp]) -> list[WriteOp]:
+        """Write ``ops``, and again those refused then decided again; what is still
+        refused after the last round."""
         for _round in range(MAX_WRITE_ROUNDS):
             if not ops:
                 break
             retry: list[WriteOp] = []
-            self._written = 0
-            self.target.write(ops, partial(self._on_write, report, retry, len(ops)))
+            try:
+                self.target.write(ops, partial(self._on_write, report, retry))
+            finally:  # what was written is recorded, even when the run stops here
+                self._save_links()
             ops = retry
-        for op in ops:  # still refused after the last round: the next run tries again
-            report.skipped.append((op.uid, f"{self._label(op.ics, object_id=op.local_id)}: "
-                                           "changed again in the target during the run"))
-        if not ops:
-            self.store.save_sync_state(self.user.id, target, pushed_revision=upto,
-                                       close_window_end=self.window.end)
+        return ops
 
-    def _on_write(self, report: RunReport, retry: list[WriteOp], total: int,
+    def _keep_link(self, link: Link) -> None:
+        """Record a link after a write, 50 to a transaction (a crash before they are saved
+        is safe: the next run's create finds the object, see Target)."""
+        self._links[link.object_id] = link
+        self._unsaved.append(link)
+        if len(self._unsaved) >= LINKS_PER_TRANSACTION:
+            self._save_links()
+
+    def _save_links(self) -> None:
+        if self._unsaved:
+            self.store.save_links(self.user.id, self.target.name, self._unsaved)
+            self._unsaved = []
+
+    def _on_write(self, report: RunReport, retry: list[WriteOp],
                   result: WriteResult) -> None:
         self._written += 1
-        self._tick("close", self._written, total)
+        self._tick("close", min(self._written, self._total), self._total)
         follow_up = self._after_write(report, result)
         if follow_up is not None:
             retry.append(follow_up)
@@ -503,13 +536,14 @@ class SyncRun:
     def _op_for(self, report: RunReport, obj: StoredObject, link: Link | None,
                 action: Action) -> WriteOp | None:
         if action is Action.CREATE and link is None:
-            return WriteOp(WriteKind.CREATE, obj.uid, obj.ics, local_id=obj.id)
+            return WriteOp(WriteKind.CREATE, obj.uid, obj.ics, local_id=obj.id,
+                           parsed=self._readings.get(obj.ics))
         if action is Action.UPDATE and link.parts and obj.is_series \
                 and not self.options.dry_run:
             return self._series_update(report, obj, link)
         if action in (Action.CREATE, Action.UPDATE):  # CREATE with a link: recreate it there
             return WriteOp(WriteKind.UPDATE, obj.uid, obj.ics, link.remote_id, link.remote_etag,
-                           local_id=obj.id)
+                           local_id=obj.id, parsed=self._readings.get(obj.ics))
         if action is Action.DELETE:
             return WriteOp(WriteKind.DELETE, obj.uid, None, link.remote_id, link.remote_etag,
                            local_id=obj.id)
@@ -554,10 +588,8 @@ class SyncRun:
                     # the remote kept occurrences Gestan lacks: the next open must read
                     # them (its pieces are not "ours") and bring them
                     remote_key, parts, pieces = local_key, self._parts(obj.ics), frozenset()
-                new = Link(obj.id, remote.remote_id, remote.etag, local_key, remote_key, parts,
-                           pieces)
-                self.store.save_link(self.user.id, target, new)
-                self._links[obj.id] = new
+                self._keep_link(Link(obj.id, remote.remote_id, remote.etag, local_key,
+                                     remote_key, parts, pieces))
             self._record(report, op.kind.value, target, op.uid, op.ics, False, None, GESTAN,
                          object_id=obj.id)
             return None
@@ -579,10 +611,9 @@ class SyncRun:
         state_ = LinkState(link.local_hash, link.remote_hash) if link else None
         decision = decide(source, dest, state_)
         if decision.action is Action.LINK:
-            new = Link(obj.id, remote.remote_id, remote.etag, self._key(obj.ics),
-                       self._key(remote.ics), self._parts(remote.ics), remote.pieces)
-            self.store.save_link(self.user.id, target, new)
-            self._links[obj.id] = new
+            self._keep_link(Link(obj.id, remote.remote_id, remote.etag, self._key(obj.ics),
+                                 self._key(remote.ics), self._parts(remote.ics),
+                                 remote.pieces))
             return None
         if remote is None or remote.ics is None:
             # Deleted there while changed here: Gestan wins, it is created again (the

@@ -13,6 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
+from bridge.ical.model import ParsedObject
+
 
 @dataclass(frozen=True)
 class Window:
@@ -60,6 +62,9 @@ class WriteOp:
     # from it. None: write every field Gestan owns (never the fields it does not own).
     base: str | None = None
     base_pieces: frozenset[str] = frozenset()  # the base's RemoteObject.pieces
+    # the engine's reading of ``ics`` when it has one (a target may use it rather than
+    # parse the text again; it means exactly what ``ics`` means)
+    parsed: ParsedObject | None = None
 
 
 class WriteError(StrEnum):

@@ -18,7 +18,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -90,6 +90,33 @@ def _retry_after(error: HttpError) -> float:
 def _pieces(events: list[dict]) -> frozenset[str]:
     """The etags of a series' master and exceptions (RemoteObject.pieces)."""
     return frozenset(e["etag"] for e in events if e.get("etag"))
+
+
+def _echoes(body: dict | None, event: dict) -> bool:
+    """Whether Google's answer holds exactly the fields we wrote (then its meaning is the
+    text we sent); any difference (Google normalised something) is read back instead."""
+    if body is None:
+        return False
+    for name in ("summary", "description", "location"):
+        if (body.get(name) or "") != (event.get(name) or ""):
+            return False
+    if (body.get("recurrence") or []) != (event.get("recurrence") or []) or \
+            (body.get("status") or "confirmed") != (event.get("status") or "confirmed"):
+        return False
+    return all(_same_time(body.get(side) or {}, event.get(side) or {})
+               for side in ("start", "end"))
+
+
+def _same_time(ours: dict, theirs: dict) -> bool:
+    if ours.get("date") or theirs.get("date"):
+        return ours.get("date") == theirs.get("date") and not theirs.get("dateTime")
+    if ours.get("timeZone") != theirs.get("timeZone"):
+        return False
+    try:
+        return (datetime.fromisoformat(ours["dateTime"])
+                == datetime.fromisoformat(theirs["dateTime"]))
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def _unknown(items: list[dict], known: Mapping[str, frozenset[str]]) -> list[dict]:
@@ -386,7 +413,7 @@ class GoogleTarget:
 
     # ------------------------------------------------------------------ writes
     def _body(self, op: WriteOp) -> tuple[dict, list[dict]]:
-        body, exceptions = ics_to_google(op.ics, self.default_tz)
+        body, exceptions = ics_to_google(op.parsed or op.ics, self.default_tz)
         body["status"] = "confirmed" if body.get("status") != "tentative" else "tentative"
         body["extendedProperties"] = {"private": {FOREIGN_KEY: op.uid}}
         return body, exceptions
@@ -511,6 +538,10 @@ class GoogleTarget:
             written = [pending.master] if pending.master else []
             remote = RemoteObject(op.remote_id, etag, op.ics, op.uid,
                                   op.base_pieces | _pieces(written + pending.written))
+        elif not pending.exceptions and _echoes(pending.body, pending.master):
+            # Google holds what we sent: its meaning is our text's (no reading back)
+            remote = RemoteObject(pending.master["id"], pending.master.get("etag"), op.ics,
+                                  op.uid, _pieces([pending.master]))
         else:
             remote = self._remote(pending.master, pending.written)
         on_result(WriteResult(op, remote=remote))

@@ -18,7 +18,7 @@ from typing import Any
 
 from icalendar import Event
 
-from bridge.ical import EventData, parse_object, render_object
+from bridge.ical import EventData, ParsedObject, parse_object, render_object
 from bridge.ical.content import (
     RULE_PROPS,
     UNTIL_FMT,
@@ -197,7 +197,7 @@ def _stamp(ev: dict[str, Any]) -> datetime | None:
 
 # ---------------------------------------------------------------- iCalendar → Google
 
-def ics_to_google(ics: str, default_tz: str = "Europe/Paris"
+def ics_to_google(ics: str | ParsedObject, default_tz: str = "Europe/Paris"
                   ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Bodies for Google: the master (events.insert/update) and one per moved/edited occurrence.
 
@@ -209,7 +209,7 @@ def ics_to_google(ics: str, default_tz: str = "Europe/Paris"
     Every text field is present (possibly empty) and ``recurrence`` is always a list, so the
     body also clears them when used with events.patch.
     """
-    parsed = parse_object(ics, default_tz)
+    parsed = ics if isinstance(ics, ParsedObject) else parse_object(ics, default_tz)
     event = parsed.master
     body: dict[str, Any] = {"iCalUID": parsed.uid, **event_fields(event, default_tz)}
     body["recurrence"] = []
