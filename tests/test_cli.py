@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 from datetime import date, timedelta
 
 import pytest
 
+from tests.clirun import invoke, run_script
+
 
 def run(db_url: str, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
-    exe = shutil.which("gestan-bridge") or os.path.join(os.path.dirname(sys.executable),
-                                                        "gestan-bridge")
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=60,
-                          input=input_text, env={**os.environ, "GESTAN_BRIDGE_DB": db_url})
+    return invoke({"GESTAN_BRIDGE_DB": db_url}, *args, input_text=input_text)
+
+
+def test_the_installed_script_runs_and_says_why_it_fails(tmp_path):
+    """The console script itself: its output, one-line errors and exit statuses."""
+    env = {**os.environ, "GESTAN_BRIDGE_DB": f"sqlite:///{tmp_path / 'g.db'}"}
+    assert run_script(env, "users", "add", "hal", "--password", "pw").returncode == 0
+    assert "hal" in run_script(env, "users", "list").stdout
+    refused = run_script(env, "agenda", "list", "--user", "nobody")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith("gestan-bridge: error:")
+    assert run_script(env, "no-such-command").returncode == 2
 
 
 def test_users_and_agenda_round_trip(db_url):

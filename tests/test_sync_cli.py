@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -19,6 +18,7 @@ from bridge.store import open_store
 from bridge.targets import TargetKind
 from bridge.targets.google_auth import save_credentials
 from bridge.targets.memory import MemoryAccount, MemoryCalendar
+from tests.clirun import invoke, run_script
 from tests.fakes.google_calendar import FakeGoogleCalendar
 
 CALENDAR = "Gestan RDV"
@@ -50,10 +50,8 @@ def env(tmp_path):
 
 
 def cli(variables, *args):
-    exe = shutil.which("gestan-bridge") or os.path.join(os.path.dirname(sys.executable),
-                                                        "gestan-bridge")
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=120,
-                          env=variables)
+    """``gestan-bridge ARGS`` with the environment ``variables`` (in this process)."""
+    return invoke(variables, *args)
 
 
 def test_connect_push_pull_dry_run_and_log(env):
@@ -201,16 +199,23 @@ def test_skipped_items_exit_3(alice):
     assert "Lisible" in cli(variables, "agenda", "list", "--user", "alice").stdout
 
 
-def test_quota_exit_1_with_the_report_on_stdout_and_the_reason_on_stderr(alice):
+@pytest.mark.parametrize(("status", "reason", "words"), [
+    (403, "quotaExceeded", ("google: ", "quota")),
+    (400, "badRequest", ("Google refused the request (400 badRequest)", "sync log")),
+])
+def test_a_stop_exits_1_with_the_report_on_stdout_and_the_reason_on_stderr(alice, status,
+                                                                         reason, words):
+    """Quota used up, or any refusal the engine does not handle: one line, no traceback,
+    nothing written, and the rerun finishes."""
     fake, cal, variables, _ = alice
     add(variables, "Q0", 2)
-    fake.fail_next(1, 403, "quotaExceeded")
+    fake.fail_next(1, status, reason)
     stopped = cli(variables, "sync", "close", "--user", "alice")
-    one_error(stopped, "google: ", "quota")
+    one_error(stopped, *words)
     assert stopped.stdout.startswith("close alice ⇄ google: stopped")
     assert fake.events(cal) == []
     assert cli(variables, "sync", "close", "--user", "alice").returncode == 0
-    assert len(fake.events(cal)) == 1
+    assert [e["summary"] for e in fake.events(cal)] == ["Q0"], "the rerun finishes"
 
 
 def test_mass_delete_guard_exit_1_unless_allowed(alice):
@@ -291,16 +296,6 @@ def test_several_targets_print_each_report_and_exit_with_the_worst(alice, monkey
     assert "open alice ⇄ google: ok" in captured.out
 
 
-def test_an_unexpected_remote_refusal_stops_the_run_in_one_line(alice):
-    fake, cal, variables, _ = alice
-    add(variables, "Refusé", 2)
-    fake.fail_next(1, 400, "badRequest")
-    refused = cli(variables, "sync", "close", "--user", "alice")
-    one_error(refused, "Google refused the request (400 badRequest)", "sync log")
-    assert fake.events(cal) == []
-    assert cli(variables, "sync", "close", "--user", "alice").returncode == 0
-    assert [e["summary"] for e in fake.events(cal)] == ["Refusé"], "the rerun finishes"
-
 
 def test_what_enters_the_window_is_synced_when_the_clock_moves(alice):
     """The CLI's own clock moved with faketime (installed by .ci/install-tools.sh): an
@@ -314,12 +309,9 @@ def test_what_enters_the_window_is_synced_when_the_clock_moves(alice):
     assert [e["summary"] for e in fake.events(cal)] == ["Loin (Google)"], "nothing yet"
     faketime = shutil.which("faketime")
     assert faketime, "faketime is installed by .ci/install-tools.sh (run.sh test)"
-    exe = shutil.which("gestan-bridge") or os.path.join(os.path.dirname(sys.executable),
-                                                        "gestan-bridge")
 
     def later(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([faketime, "-f", "+60d", exe, *args], capture_output=True,
-                              text=True, timeout=120, env=variables)
+        return run_script(variables, *args, prefix=(faketime, "-f", "+60d"))
 
     opened = later("sync", "open", "--user", "alice")
     assert opened.returncode == 0, opened.stdout + opened.stderr
