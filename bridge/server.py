@@ -7,6 +7,7 @@ Radicale's request handler, loopback by default.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import socketserver
@@ -97,7 +98,9 @@ class Server:
 
     def start(self) -> Server:
         self.store.refresh_series()
-        for target in (self.httpd.serve_forever, self._refresh_series_forever):
+        # a short poll: stop() (every test's server) returns within 50 ms, not half a second
+        serve = functools.partial(self.httpd.serve_forever, poll_interval=0.05)
+        for target in (serve, self._refresh_series_forever):
             thread = threading.Thread(target=target, daemon=True)
             thread.start()
             self._threads.append(thread)

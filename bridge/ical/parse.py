@@ -6,7 +6,6 @@ it as is and the database is never touched.
 
 from __future__ import annotations
 
-import functools
 import re
 from datetime import date, datetime, timedelta
 
@@ -38,21 +37,7 @@ _RECURRENCE_PROPS = {"RRULE", "RDATE", "EXDATE", "EXRULE"}
 
 
 def parse_object(data: str | bytes, default_tz: str) -> ParsedObject:
-    """Validate one CalDAV object (a VCALENDAR with the VEVENTs of one UID).
-
-    The same text is read once: a sync reads each object for its key, then a target for
-    its own format, then the store (the result is shared: never change it)."""
-    if isinstance(data, str):
-        return _parse_text(data, default_tz)
-    return _parse(data, default_tz)
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_text(data: str, default_tz: str) -> ParsedObject:
-    return _parse(data, default_tz)
-
-
-def _parse(data: str | bytes, default_tz: str) -> ParsedObject:
+    """Validate one CalDAV object (a VCALENDAR with the VEVENTs of one UID)."""
     if isinstance(data, bytes):
         if len(data) > MAX_OBJECT_BYTES:
             raise InvalidObject(f"calendar object larger than {MAX_OBJECT_BYTES} bytes", 413)

@@ -129,8 +129,12 @@ class SyncRun:
     # ------------------------------------------------------------------ helpers
     def _parse(self, ics: str) -> ParsedObject:
         """What a text means: the store's own reading (a single's action) when there is
-        one, else the text parsed (each text once: memoised)."""
-        return self._readings.get(ics) or parse_object(ics, self.user.timezone)
+        one, else the text parsed, once per run (the target and the store are handed the
+        reading, never the text to parse again)."""
+        reading = self._readings.get(ics)
+        if reading is None:
+            reading = self._readings[ics] = parse_object(ics, self.user.timezone)
+        return reading
 
     def _content(self, ics: str | None) -> Content | None:
         """What a text means (memoised for the run: each side is read once)."""
@@ -456,8 +460,8 @@ class SyncRun:
                 self.user.id, max(state.close_window_end, self.window.start),
                 self.window.end, state.pushed_revision, target) if o.id not in seen]
         links = {link.object_id: link for link in self.store.sync_links(self.user.id, target)}
-        self._readings = {o.ics: ParsedObject(o.uid, o.event) for o in changed
-                          if o.event is not None and o.ics}
+        self._readings.update((o.ics, ParsedObject(o.uid, o.event)) for o in changed
+                              if o.event is not None and o.ics)
         self._objects = {o.id: o for o in changed}
         self._links = links
         self._merged_ids: set[int] = set()
@@ -537,13 +541,13 @@ class SyncRun:
                 action: Action) -> WriteOp | None:
         if action is Action.CREATE and link is None:
             return WriteOp(WriteKind.CREATE, obj.uid, obj.ics, local_id=obj.id,
-                           parsed=self._readings.get(obj.ics))
+                           parsed=self._parse(obj.ics))
         if action is Action.UPDATE and link.parts and obj.is_series \
                 and not self.options.dry_run:
             return self._series_update(report, obj, link)
         if action in (Action.CREATE, Action.UPDATE):  # CREATE with a link: recreate it there
             return WriteOp(WriteKind.UPDATE, obj.uid, obj.ics, link.remote_id, link.remote_etag,
-                           local_id=obj.id, parsed=self._readings.get(obj.ics))
+                           local_id=obj.id, parsed=self._parse(obj.ics))
         if action is Action.DELETE:
             return WriteOp(WriteKind.DELETE, obj.uid, None, link.remote_id, link.remote_etag,
                            local_id=obj.id)
