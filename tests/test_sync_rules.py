@@ -285,12 +285,18 @@ def test_deleting_a_moved_occurrence_in_gestan_cancels_it_there(remote: Remote,
     assert subjects(store) == ["Cours"] * 4
 
 
-def test_a_close_conflict_keeps_gestan_and_logs_the_remote_version(remote: Remote,
-                                                                   store: Store):
-    action = add_local(store, "Version Gestan", 3)
+def pushed_and_edited_there(store: Store, remote: Remote, subject: str, edit: str):
+    """An appointment made in Gestan, pushed, then edited on the remote: its action."""
+    action = add_local(store, subject, 3)
     push(store, remote)
     [event] = remote.live()
-    remote.edit(event.remote_id, summary="Version distante")
+    remote.edit(event.remote_id, summary=edit)
+    return action
+
+
+def test_a_close_conflict_keeps_gestan_and_logs_the_remote_version(remote: Remote,
+                                                                   store: Store):
+    action = pushed_and_edited_there(store, remote, "Version Gestan", "Version distante")
     store.delete_action("alice", action.id)
     report = push(store, remote)
     assert len(report.conflicts) == 1
@@ -303,10 +309,7 @@ def test_a_close_conflict_keeps_gestan_and_logs_the_remote_version(remote: Remot
 
 def test_an_open_conflict_keeps_the_remote_and_logs_gestans_version(remote: Remote,
                                                                     store: Store):
-    action = add_local(store, "Avant", 3)
-    push(store, remote)
-    [event] = remote.live()
-    remote.edit(event.remote_id, summary="Distant")
+    action = pushed_and_edited_there(store, remote, "Avant", "Distant")
     obj = the_object(store)
     store.put_object("alice", obj.href, obj.ics.replace("SUMMARY:Avant", "SUMMARY:Gestan"))
     report = pull(store, remote)

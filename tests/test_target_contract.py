@@ -21,6 +21,7 @@ from bridge.ical.timezones import now_utc, zone
 from bridge.store import open_store
 from bridge.sync.engine import SyncRun
 from bridge.targets.base import (
+    CalendarNotFound,
     Listing,
     RemoteObject,
     Target,
@@ -320,7 +321,7 @@ def test_bind_by_name_cached_and_unknown(remote: Remote):
     before = remote.request_count
     assert bound(remote, reference).requests.count == 0, "a cached reference costs nothing"
     assert remote.request_count == before
-    with pytest.raises(LookupError, match="Agenda inconnu"):
+    with pytest.raises(CalendarNotFound, match="Agenda inconnu"):
         remote.target("Agenda inconnu").bind(None)
 
 

@@ -25,6 +25,7 @@ from bridge.ical import parse_object
 from bridge.ical.model import InvalidObject
 from bridge.ical.series import span
 from bridge.targets.base import (
+    CalendarNotFound,
     Listing,
     RemoteObject,
     RequestCounter,
@@ -35,12 +36,6 @@ from bridge.targets.base import (
     WriteOp,
     WriteResult,
 )
-
-try:  # the neutral error, once base.py has it (issue 8, point 8)
-    from bridge.targets.base import CalendarNotFound  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - until then, a local one of the same meaning
-    class CalendarNotFound(LookupError):  # type: ignore[no-redef]
-        """The calendar named in the user's settings does not exist on the remote."""
 
 BATCH_SIZE = 50  # writes per request, as remote batches go
 
