@@ -243,6 +243,7 @@ def test_a_google_event_we_cannot_read_is_skipped_and_reported(store, fake, cal)
     assert "Lisible" in subjects(store)
     assert subjects(store) == ["Lisible"]
     assert len(report.skipped) == 1 and "MINUTELY" in report.skipped[0][1], report.skipped
+    assert report.skipped[0][1].startswith("Chaque minute ("), "named, with its date"
 
 
 # ---------------------------------------------------------------- point 1

@@ -349,7 +349,10 @@ class GoogleTarget:
             try:
                 objects.append(self._remote(master, known))
             except (ValueError, KeyError, TypeError) as exc:  # reported, the rest goes on
-                unreadable.append((event_id, f"Google event not understood: {exc}"))
+                start = master.get("start") or {}
+                when = start.get("dateTime") or start.get("date") or "?"
+                unreadable.append((event_id, f"{master.get('summary') or '(no title)'} "
+                                             f"({when}): Google event not understood: {exc}"))
         return Listing(objects, token, full, unreadable)
 
     def _get(self, event_id: str) -> dict | None:
