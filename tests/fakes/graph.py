@@ -18,12 +18,17 @@ Pointing the clients at the fake (checked with msal 1.39 and requests 2.34):
 
 * msal: ``authority=f"{fake.authority_url}/{tenant}"`` (tenant = ``fake.tenant`` or
   ``fake.tenant_id``; ``organizations``/``common`` also work for the device flow),
-  ``instance_discovery=False``, ``validate_authority=False`` and ``verify=fake.ca_file`` (or
-  ``REQUESTS_CA_BUNDLE``). On construction msal GETs
+  ``instance_discovery=False``, ``validate_authority=False``. TLS trust: msal puts its
+  ``verify=`` on a requests Session, and requests lets ``REQUESTS_CA_BUNDLE`` /
+  ``CURL_CA_BUNDLE`` (set in CI to the system bundle) override ``Session.verify``; so set
+  ``REQUESTS_CA_BUNDLE=fake.ca_file`` (what tests/test_fake_graph.py does), or hand msal an
+  ``http_client`` Session with ``trust_env=False`` and ``verify=fake.ca_file``; a per-request
+  ``verify=`` (plain requests) always wins. On construction msal GETs
   ``/{tenant}/v2.0/.well-known/openid-configuration`` (one identity request per application
   object; msal keeps it 24 h in ``http_cache``, a dict the caller may persist); it then POSTs to
   the ``token_endpoint`` and ``device_authorization_endpoint`` found there, whose tenant is the
-  tenant's GUID. msal caches HTTP 400 token answers for 60 s (same request data) and answers
+  tenant's GUID. msal caches HTTP 400 token answers for 60 s (same request data; not device
+  code polls) and answers
   throttled (429/5xx) token requests from its cache for Retry-After seconds.
 * Scopes: client credentials take ``https://graph.microsoft.com/.default`` only (anything else
   answers ``invalid_scope`` AADSTS1002012); the device flow takes delegated scopes such as
