@@ -404,6 +404,27 @@ def test_stale_changekey_is_a_conflict_unless_always_overwrite(
     assert fake.item(item_id) is None
 
 
+def test_a_conflict_in_a_batch_raises_though_the_rest_was_applied(
+        fake: FakeEws, account: Account) -> None:
+    """exchangelib raises on the first conflicting response message and drops the others' new
+    ChangeKeys: after ErrorIrresolvableConflict a batch must be re-read, not assumed undone."""
+    calendar = account.calendar
+    items = [CalendarItem(account=account, folder=calendar, subject=f"S{n}",
+                          start=paris("2024-05-14", 9 + n), end=paris("2024-05-14", 10 + n))
+             for n in range(3)]
+    for item in items:
+        item.save()
+    fake.modify(items[1].id, Subject="Outlook")
+    for item in items:
+        item.subject += " bis"
+    fake.reset_log()
+    with pytest.raises(ErrorIrresolvableConflict):
+        account.bulk_update([(item, ["subject"]) for item in items])
+    assert fake.request_count == 1 and fake.request_log[0].errors == ["ErrorIrresolvableConflict"]
+    assert sorted(i["Subject"] for i in fake.items()) == ["Outlook", "S0 bis", "S2 bis"]
+    assert items[0].changekey != fake.item(items[0].id)["changekey"]  # type: ignore[index]
+
+
 def test_server_busy_back_off_is_honoured(fake: FakeEws) -> None:
     account = connect(fake, retry_policy=FaultTolerance(max_wait=5))
     try:

@@ -28,6 +28,28 @@ SyncState, Create/Update/Delete since it, MaxChangesReturned paging with Include
 ErrorInvalidSyncStateData for an unknown or expired state). Every response carries
 ServerVersionInfo; booleans are ``true``/``false``; times are answered in UTC.
 
+exchangelib 5.6 behaviours seen against this fake (the EWS target must handle them):
+
+* ``account.calendar`` costs two GetFolder requests (root, then calendar); ``folder // "name"``
+  is FindFolder + GetFolder; ``folder / "name"`` loads the whole folder tree (a GetFolder of every
+  well-known folder, a Deep FindFolder, more GetFolders). Keep the folder id from ``connect``.
+* Protocols are cached per (endpoint, credentials) for the whole process: the first
+  Configuration's retry policy wins until ``exchangelib.close_connections()``.
+* FailFast: a 401 raises UnauthorizedError at once, ErrorServerBusy is raised with ``back_off``
+  (seconds) set from BackOffMilliseconds, a 500 page is raised as ErrorServerBusy. FaultTolerance:
+  BackOffMilliseconds is honoured (the next request sleeps until then), but a 401 is read as
+  throttling (10 s, doubling, up to ``max_wait``; RateLimitError past it), so a wrong password
+  needs FailFast or a small ``max_wait``.
+* save()/bulk_create/bulk_update/delete default to SendToNone (CreateItem
+  ``SendMeetingInvitations``, UpdateItem ``SendMeetingInvitationsOrCancellations``, DeleteItem
+  ``SendMeetingCancellations``); pass it explicitly anyway.
+* ErrorIrresolvableConflict is raised, not returned: in a bulk_update the other items of the
+  request were applied but their new ChangeKeys are lost with the exception.
+* Booleans are written as ``1``/``0`` but only ``true``/``false`` are read (``0`` reads as None):
+  the fake answers true/false as Exchange does.
+* After delete() the item's id is None; ``view()`` is FindItem (CalendarView, IdOnly) + GetItem;
+  ``sync_items()`` asks for every field, extended properties included.
+
 Behaviour worth knowing (as in Exchange): every change gives a new ChangeKey; a stale ChangeKey
 with ConflictResolution AutoResolve/NeverOverwrite answers ErrorIrresolvableConflict, with
 AlwaysOverwrite it wins; DeleteItem with a stale ChangeKey answers ErrorIrresolvableConflict too
@@ -42,12 +64,12 @@ parent="calendar")``, ``folder_id(name_or_distinguished)``, ``folders()``; items
 client, Outlook: not logged, not counted): ``add_item(folder="calendar", extended=..., **fields)``,
 ``modify(item_id, original_start=None, extended=None, **fields)`` (``None`` deletes a field),
 ``delete(item_id, original_start=None)``; state: ``item(item_id)``, ``items(folder=None)``,
-``occurrence_id(master_id, original_start)``; ``request_log`` (LoggedRequest: service, status,
-attrs such as SendMeetingInvitations / ConflictResolution, count of items or changes, error
-codes), ``request_count`` (HTTP requests; a CreateItem of 100 items counts once),
-``reset_log()``; faults: ``fail_next(count, kind, back_off_ms=)`` with kind ``"busy"``
-(ErrorServerBusy), ``"401"`` or ``"500"``, ``clear_failures()``, ``expire_sync_states()``,
-``set_password()``.
+``occurrence_id(master_id, original_start)``, ``occurrences(master_id, start, end)``;
+``request_log`` (LoggedRequest: service, status, attrs such as SendMeetingInvitations or
+ConflictResolution, count of items or changes, error codes), ``request_count`` (HTTP
+requests; a CreateItem of 100 items counts once), ``injected_errors``, ``reset_log()``;
+faults: ``fail_next(count, kind, back_off_ms=)`` with kind ``"busy"`` (ErrorServerBusy),
+``"401"`` or ``"500"``; ``clear_failures()``, ``expire_sync_states()``, ``set_password()``.
 
 Fields use EWS element names: ``add_item(Subject="RDV", Start=dt, End=dt, Location="Salle 2",
 Categories=["Rouge"], Recurrence={"WeeklyRecurrence": {"Interval": 1, "DaysOfWeek": "Monday",
