@@ -62,7 +62,9 @@ start, end or recurrence drops its exceptions and cancellations (as Outlook does
 snapshots its whole result when its first page is served; series without an end are expanded
 only inside the asked window; ``/users/{id}/events`` lists the default calendar (as documented)
 while ``/users/{id}/events/{eventId}`` reaches any calendar of the mailbox; attendees never
-answer; the whole ``$batch`` envelope is never throttled (its parts are).
+answer; the whole ``$batch`` envelope is never throttled (its parts are). Stricter than Entra
+ID: a refresh token is spent once used (msal stores the new one, so a token cache persisted
+before a refresh and not saved after it fails the next run with ``invalid_grant``).
 """
 
 from __future__ import annotations
