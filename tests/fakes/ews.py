@@ -1410,7 +1410,8 @@ class FakeEws:
             return [self._message("SyncFolderItems", [
                 _el("m:SyncState", ""), _el("m:IncludesLastItemInRange", "true")], error=err)]
         limit = int(req.findtext(_m("MaxChangesReturned")) or "512")
-        ignore = {e.get("Id") for e in (req.find(_m("Ignore")) or ())}
+        ignored = req.find(_m("Ignore"))
+        ignore = {e.get("Id") for e in ignored} if ignored is not None else set()
         current = {i.id: i for i in self._items.values() if i.folder == folder.id}
         changes: list[tuple[int, str, str, _Item | None]] = []
         for item_id, item in current.items():
