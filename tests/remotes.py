@@ -12,8 +12,11 @@ Use it from a test module with ``from tests.remotes import remote_fixture  # noq
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import importlib.util
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -358,14 +361,30 @@ def _google_instant(value: dict[str, str]) -> datetime:
 
 # ---------------------------------------------------------------------- fixture
 
-REMOTES = ("memory", "google")
+@contextlib.contextmanager
+def _memory() -> Iterator[Remote]:
+    yield MemoryRemote()
+
+
+@contextlib.contextmanager
+def _google() -> Iterator[Remote]:
+    with FakeGoogleCalendar(time_zone=TZ) as fake:
+        yield GoogleRemote(fake)
+
+
+# Each remote kind's driver: a context manager giving an empty remote with CALENDAR. Other
+# targets' drivers live in their own modules (tests/remotes_<kind>.py, each with an
+# ``open_remote()``) and join every test of the ``remote`` fixture as soon as they exist.
+DRIVERS: dict[str, Callable[[], contextlib.AbstractContextManager[Remote]]] = {
+    "memory": _memory, "google": _google}
+for _kind in ("ews", "graph"):
+    if importlib.util.find_spec(f"tests.remotes_{_kind}") is not None:
+        DRIVERS[_kind] = importlib.import_module(f"tests.remotes_{_kind}").open_remote
+REMOTES = tuple(DRIVERS)
 
 
 @pytest.fixture(params=REMOTES, name="remote")
 def remote_fixture(request: pytest.FixtureRequest) -> Iterator[Remote]:
     """Each remote kind in turn, empty but for the calendar ``CALENDAR``."""
-    if request.param == "memory":
-        yield MemoryRemote()
-        return
-    with FakeGoogleCalendar(time_zone=TZ) as fake:
-        yield GoogleRemote(fake)
+    with DRIVERS[request.param]() as remote:
+        yield remote
