@@ -32,6 +32,7 @@ from google.auth.exceptions import RefreshError, TransportError
 from google.oauth2.credentials import Credentials
 
 from bridge.targets.base import ReconnectNeeded  # raised here, neutral (a TargetStopped)
+from bridge.targets.secrets import remove, secret_path, token_dir, write_private
 
 __all__ = ["SCOPES", "ConnectError", "Connection", "ReconnectNeeded", "connect_installed_app",
            "connection", "disconnect", "import_authorized_user", "load_credentials",
@@ -39,7 +40,6 @@ __all__ = ["SCOPES", "ConnectError", "Connection", "ReconnectNeeded", "connect_i
 
 SCOPES = ["https://www.googleapis.com/auth/calendar"]
 DEFAULT_API_URL = "https://www.googleapis.com/calendar/v3/"
-TOKEN_DIR_ENV = "GESTAN_BRIDGE_TOKEN_DIR"
 TOKEN_URI_ENV = "GESTAN_BRIDGE_GOOGLE_TOKEN_URI"
 AUTH_URI_ENV = "GESTAN_BRIDGE_GOOGLE_AUTH_URI"
 API_URL_ENV = "GESTAN_BRIDGE_GOOGLE_API_URL"
@@ -57,49 +57,15 @@ def _connect_hint(login: str) -> str:
 
 
 # ------------------------------------------------------------------ token files
-def token_dir() -> Path:
-    """Where token files live: the environment's choice, else the XDG-style default."""
-    configured = os.environ.get(TOKEN_DIR_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".local" / "share" / "gestan-bridge" / "tokens"
-
-
 def token_path(login: str, directory: Path | None = None) -> Path:
-    """The login's token file; the name is the login percent-encoded (letters, digits,
-    ``._-~%``), so two logins never share a file and none can hold a path separator."""
-    if not login:
-        raise ValueError("empty login")
-    name = urllib.parse.quote(login, safe="")
-    return (directory or token_dir()) / f"{name}.json"
-
-
-def _private_dir(directory: Path) -> None:
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if directory.stat().st_mode & 0o077:
-        directory.chmod(0o700)
+    """The login's Google token file (``secrets.secret_path``)."""
+    return secret_path(login, "", directory)
 
 
 def save_credentials(login: str, credentials: Credentials, directory: Path | None = None
                      ) -> Path:
-    """Write the login's token file atomically (a 0600 temporary file renamed over the old one),
-    so that a concurrent reader sees the old or the new token, never half of one."""
-    path = token_path(login, directory)
-    _private_dir(path.parent)
-    data = credentials.to_json().encode()
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
-    return path
+    """Write the login's token file atomically, mode 0600."""
+    return write_private(token_path(login, directory), credentials.to_json().encode())
 
 
 def _read_token(login: str, directory: Path | None) -> dict[str, Any]:
@@ -239,11 +205,7 @@ def connection(login: str, directory: Path | None = None) -> Connection | None:
 def disconnect(login: str, directory: Path | None = None) -> bool:
     """Forget the login's token; False if there was none. (Google keeps the grant until the
     user removes it at https://myaccount.google.com/permissions.)"""
-    try:
-        token_path(login, directory).unlink()
-    except FileNotFoundError:
-        return False
-    return True
+    return remove(token_path(login, directory))
 
 
 # ------------------------------------------------------------------ connecting
