@@ -15,6 +15,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.cli.google_cmd import google_app
+from bridge.cli.outlook_cmd import outlook_app
 from bridge.cli.sync_cmd import sync_app
 from bridge.ical.model import EventData, InvalidObject
 from bridge.ical.timezones import date_to_utc, local_to_utc, now_utc, utc_to_local, zone
@@ -29,6 +30,7 @@ agenda_app = typer.Typer(no_args_is_help=True, help="A user's Gestan agenda.")
 app.add_typer(users_app, name="users")
 app.add_typer(agenda_app, name="agenda")
 app.add_typer(google_app, name="google")
+app.add_typer(outlook_app, name="outlook")
 app.add_typer(sync_app, name="sync")
 
 out = Console(highlight=False, soft_wrap=True)
@@ -106,6 +108,9 @@ def users_set(
         help="Name of the Google calendar to synchronise with.")] = None,
     outlook_profile: Annotated[str | None, typer.Option(
         help="Outlook/Exchange profile to synchronise with.")] = None,
+    outlook_calendar: Annotated[str | None, typer.Option(
+        help="Outlook calendar to synchronise with (default: the mailbox's Calendar).")
+    ] = None,
     sync_days_back: Annotated[int | None, typer.Option(
         min=0, max=3650, help="Also sync appointments that ended up to N days ago.")] = None,
     db: DbOption = None,
@@ -113,6 +118,7 @@ def users_set(
     """Change a user's password, details or sync settings."""
     settings = {k: v for k, v in (("google_calendar", google_calendar),
                                   ("outlook_profile", outlook_profile),
+                                  ("outlook_calendar", outlook_calendar),
                                   ("sync_days_back", sync_days_back)) if v is not None}
     user = _store(db).set_user(login, password=password, name=name, email=email,
                                timezone=timezone, is_admin=admin, settings=settings or None)

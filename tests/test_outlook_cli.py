@@ -1,0 +1,103 @@
+"""``gestan-bridge outlook connect|status|disconnect`` for an Exchange mailbox (EWS), as a
+user types them, against the EWS fake through the real exchangelib."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from tests.clirun import invoke
+from tests.fakes.ews import FakeEws
+
+
+@pytest.fixture
+def ews(tmp_path):
+    with FakeEws() as fake:
+        env = {"GESTAN_BRIDGE_DB": f"sqlite:///{tmp_path / 'g.db'}",
+               "GESTAN_BRIDGE_TOKEN_DIR": str(tmp_path / "tokens")}
+        assert invoke(env, "users", "add", "alice", "--password", "pw").returncode == 0
+        secret = tmp_path / "password.txt"
+        secret.write_text(fake.password + "\n")
+        yield fake, env, secret, tmp_path
+
+
+def connect(env, fake, secret, *extra):
+    return invoke(env, "outlook", "connect", "--user", "alice", "--ews-url", fake.url,
+                  "--email", fake.email, "--username", fake.username,
+                  "--password-file", str(secret), *extra)
+
+
+def one_error(result, *words):
+    assert result.returncode == 1, result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("gestan-bridge: error: "), line
+    for word in words:
+        assert word in line, line
+
+
+def test_connect_checks_then_keeps_the_connection_privately(ews):
+    fake, env, secret, tmp = ews
+    done = connect(env, fake, secret)
+    assert done.returncode == 0, done.stderr
+    assert fake.email in done.stdout and fake.password not in done.stdout + done.stderr
+    [kept] = (tmp / "tokens").iterdir()
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp / "tokens").stat().st_mode) == 0o700
+    assert [r.service for r in fake.request_log][-1] == "GetFolder", "the check asked"
+    shown = invoke(env, "outlook", "status", "--user", "alice", "--check")
+    assert shown.returncode == 0, shown.stderr
+    assert fake.url in shown.stdout and "accepts" in shown.stdout
+    assert fake.password not in shown.stdout + shown.stderr
+
+
+def test_a_wrong_password_is_one_line_at_once_and_keeps_nothing(ews):
+    fake, env, secret, tmp = ews
+    secret.write_text("not the password\n")
+    before = fake.request_count
+    refused = connect(env, fake, secret)
+    one_error(refused, "wrong user name or password", "outlook connect")
+    assert fake.request_count - before == 1, "no retry of a 401"
+    assert not (tmp / "tokens").exists() or not any((tmp / "tokens").iterdir())
+    shown = invoke(env, "outlook", "status", "--user", "alice")
+    assert "not connected" in shown.stdout
+
+
+def test_a_password_changed_on_the_server_fails_the_check(ews):
+    fake, env, secret, _ = ews
+    assert connect(env, fake, secret).returncode == 0
+    fake.set_password("changed")
+    one_error(invoke(env, "outlook", "status", "--user", "alice", "--check"),
+              "wrong user name or password", "outlook connect")
+
+
+def test_an_unreachable_server_or_a_bad_argument_is_one_line(ews):
+    fake, env, secret, tmp = ews
+    port = fake.url.split(":")[2].split("/")[0]
+    unreachable = invoke(env, "outlook", "connect", "--user", "alice", "--ews-url",
+                         fake.url.replace(port, "1"), "--email", fake.email, "--username",
+                         fake.username, "--password-file", str(secret))
+    one_error(unreachable, "could not be reached")
+    one_error(connect(env, fake, secret, "--auth", "kerberos"), "unknown authentication")
+    one_error(connect(env, fake, tmp / "missing.txt"), "cannot read the password file")
+    one_error(invoke(env, "outlook", "connect", "--user", "nobody", "--ews-url", fake.url,
+                     "--email", fake.email, "--username", fake.username, "--password-file",
+                     str(secret)), "no user 'nobody'")
+
+
+def test_disconnect_forgets_the_secret(ews):
+    fake, env, secret, tmp = ews
+    assert connect(env, fake, secret).returncode == 0
+    gone = invoke(env, "outlook", "disconnect", "--user", "alice")
+    assert gone.returncode == 0 and "removed" in gone.stdout
+    assert not any(p.name.endswith(".outlook.json") for p in (tmp / "tokens").iterdir())
+    assert "no Outlook connection" in invoke(env, "outlook", "disconnect", "--user",
+                                             "alice").stdout
+
+
+def test_the_outlook_calendar_setting(ews):
+    _, env, _, _ = ews
+    assert invoke(env, "users", "set", "alice", "--outlook-calendar", "Gestan").returncode == 0
+    assert "outlook_calendar=Gestan" in invoke(env, "users", "list").stdout
+    assert os.environ.get("GESTAN_BRIDGE_TOKEN_DIR") != env["GESTAN_BRIDGE_TOKEN_DIR"]
