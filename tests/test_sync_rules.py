@@ -441,3 +441,41 @@ def test_a_target_that_carries_alarms_sees_their_edits_as_changes(store: Store):
     ics = the_object(store).ics
     assert "TRIGGER:-PT1H" in ics and "TRIGGER:-PT15M" not in ics
     assert push(store, remote).remote.updated == 0
+
+
+# ---------------------------------------------------------------- point 2, more shapes
+
+def phone_deletes_occurrence(store: Store, original: datetime) -> None:
+    """A phone deletes one occurrence (Gestan's agenda: the action goes)."""
+    [action] = [a for a in store.agenda("alice") if a.event.start == original]
+    store.delete_action("alice", action.id)
+
+
+@pytest.mark.parametrize("first", ["close", "open"])
+def test_a_remote_cancellation_and_a_phone_deletion_both_survive(remote: Remote,
+                                                                store: Store, first: str):
+    series = remote.add("Cours", at(1, 8), rrule="FREQ=WEEKLY;COUNT=6")
+    pull(store, remote)
+    starts = [start for _, start in remote.occurrences(series)]
+    remote.cancel_occurrence(series, starts[1])
+    phone_deletes_occurrence(store, starts[4])
+    for run in ((push, pull) if first == "close" else (pull, push)):
+        assert run(store, remote).conflicts == []
+    kept = [starts[n] for n in (0, 2, 3, 5)]
+    assert sorted(a.event.start for a in store.agenda("alice")) == kept
+    assert [start for _, start in remote.occurrences(series)] == kept
+
+
+@pytest.mark.parametrize("first", ["close", "open"])
+def test_a_remote_title_change_and_a_phone_occurrence_edit_both_survive(
+        remote: Remote, store: Store, first: str):
+    series = remote.add("Cours", at(1, 8), rrule="FREQ=WEEKLY;COUNT=4")
+    pull(store, remote)
+    starts = [start for _, start in remote.occurrences(series)]
+    remote.edit(series, summary="Cours de piano")
+    phone_edits_occurrence(store, starts[2], "Cours annulé, rattrapé jeudi")
+    for run in ((push, pull) if first == "close" else (pull, push)):
+        assert run(store, remote).conflicts == []
+    expected = ["Cours annulé, rattrapé jeudi"] + ["Cours de piano"] * 3
+    assert subjects(store) == expected
+    assert remote_summaries(remote, series) == expected
