@@ -3,8 +3,9 @@
 Radicale answers a refused request with a bare "403 Forbidden" or "400 Bad Request". Phones
 and the web UI deserve the reason: this subclass checks what only gestan-bridge knows (the
 appointment is valid for Gestan, the calendar cannot be deleted, no other collection can
-exist) before handing over to Radicale, and puts the reason both in the body and in the
-status line (the web UI shows the status text).
+exist) before handing over to Radicale, and puts the reason in the body. Status lines carry
+only the standard reason phrase: a reason can quote what the client sent (a UID, a zone), and
+a status line or header must never carry client text (CR/LF there is header injection).
 """
 
 from __future__ import annotations
@@ -25,13 +26,20 @@ from bridge.http_sync import SyncTrigger
 from bridge.ical import InvalidObject, parse_object
 from plugins.common import CALENDAR_NAME, store_for
 
-_REASON_HEADER = "X-Gestan-Reason"
 MAX_BODY = 4 * 1024 * 1024
 
 
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (``\\n``, ``\\x00``...): a reason that
+    quotes the client stays one line of text wherever it is shown."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def refusal(status: int, reason: str) -> types.WSGIResponse:
-    headers = {"Content-Type": "text/plain", _REASON_HEADER: reason}
-    return status, headers, f"{status} {client.responses.get(status, '')}: {reason}\n", None
+    """A refused request: the standard status line, the reason (escaped) in the body."""
+    headers = {"Content-Type": "text/plain; charset=utf-8"}
+    return (status, headers,
+            f"{status} {client.responses.get(status, '')}: {printable(reason)}\n", None)
 
 
 def _put_back(environ, body: bytes) -> None:
@@ -72,16 +80,7 @@ class GestanApplication(radicale.Application):
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO", "").startswith(SYNC_PREFIX):
             return self.sync_trigger(environ, start_response)
-
-        def reasoned_start_response(status, headers, exc_info=None):
-            reason = next((v for k, v in headers if k == _REASON_HEADER), None)
-            if reason:
-                headers = [(k, v) for k, v in headers if k != _REASON_HEADER]
-                code = status.split(" ", 1)[0]
-                status = f"{code} {reason.encode('ascii', 'replace').decode()}"
-            return start_response(status, headers, exc_info)
-
-        return super().__call__(environ, reasoned_start_response)
+        return super().__call__(environ, start_response)
 
     # ------------------------------------------------------------ helpers
     @staticmethod

@@ -145,3 +145,40 @@ def test_same_uid_under_another_href_is_a_conflict(server):
     answer = requests.put(base + "b.ics", data=event(uid="same"), auth=auth)
     assert answer.status_code == 409
     assert snapshot(server.store) == before
+
+
+def _raw_put(server, path: str, body: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
+    """A PUT read with http.client: the status line and headers exactly as sent."""
+    import base64
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server.calendar_url("alice") + path)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    token = base64.b64encode(b"alice:alice").decode()
+    connection.request("PUT", parts.path, body=body, headers={
+        "Authorization": f"Basic {token}", "Content-Type": "text/calendar"})
+    response = connection.getresponse()
+    answer = (f"{response.status} {response.reason}", response.getheaders(), response.read())
+    connection.close()
+    return answer
+
+
+@pytest.mark.parametrize("uid", ["x\\nSet-Cookie: pwned=1", "x\\rHTTP/1.1 200 OK",
+                                 "x\\n\\nInjected body"])
+def test_a_reason_quoting_client_text_never_reaches_the_status_line_or_headers(server, uid):
+    """Issue 12: a UID with an escaped newline (icalendar makes it a real one) quoted in a
+    refusal's reason used to end up in the status line: header injection."""
+    before = snapshot(server.store)
+    body = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n"
+            "BEGIN:VEVENT\r\nUID:a\r\nDTSTART:20270101T100000Z\r\nEND:VEVENT\r\n"
+            f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTART:20270101T110000Z\r\nEND:VEVENT\r\n"
+            "END:VCALENDAR\r\n").encode()
+    status, headers, text = _raw_put(server, "two.ics", body)
+    assert status == "400 Bad Request"
+    names = [name.lower() for name, _ in headers]
+    assert "set-cookie" not in names and all("\r" not in v and "\n" not in v
+                                             for _, v in headers)
+    [line] = text.decode().splitlines()
+    assert "one UID" in line and ("\\n" in line or "\\r" in line), line
+    assert snapshot(server.store) == before
