@@ -10,12 +10,16 @@ a status line or header must never carry client text (CR/LF there is header inje
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gzip
 import io
 import zlib
+from datetime import datetime, timedelta
 from http import client
 
 import radicale
+from defusedxml import DefusedXmlException
 from defusedxml import ElementTree as DefusedET
 from radicale import pathutils, types
 from radicale.app.base import Access
@@ -50,6 +54,58 @@ def _put_back(environ, body: bytes) -> None:
 
 
 _COMPONENT_SET = "{urn:ietf:params:xml:ns:caldav}supported-calendar-component-set"
+_EXPAND = "{urn:ietf:params:xml:ns:caldav}expand"
+_XML_METHODS = {"PROPFIND", "REPORT", "PROPPATCH", "MKCALENDAR", "MKCOL"}
+MAX_XML_DEPTH = 64             # CalDAV bodies are a dozen levels deep at most
+MAX_EXPAND = timedelta(days=5 * 366)
+
+
+def _drop_malformed_credentials(environ) -> None:
+    """Basic credentials that cannot be read (no colon, not base64) count as none: a 401,
+    where Radicale 3.9 answered 500."""
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    if header[:5].lower() != "basic":
+        return
+    try:
+        decoded = base64.b64decode(header[5:].strip().encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        decoded = b""
+    if b":" not in decoded:
+        environ.pop("HTTP_AUTHORIZATION", None)
+
+
+def xml_problem(raw: bytes) -> str | None:
+    """Why an XML request body is refused, or None: a DTD (entity expansion), nesting
+    deeper than :data:`MAX_XML_DEPTH`, an ``<expand>`` longer than :data:`MAX_EXPAND`.
+    Malformed XML is left for Radicale to refuse (it answers 400)."""
+    depth = 0
+    try:
+        for event, element in DefusedET.iterparse(io.BytesIO(raw), events=("start", "end"),
+                                                  forbid_dtd=True):
+            if event == "end":
+                depth -= 1
+                continue
+            depth += 1
+            if depth > MAX_XML_DEPTH:
+                return f"XML nested deeper than {MAX_XML_DEPTH} levels"
+            if element.tag == _EXPAND:
+                span = _expand_span(element)
+                if span is not None and span > MAX_EXPAND:
+                    return "an <expand> may cover five years at most: ask for less"
+    except DefusedXmlException:
+        return "XML with a DTD or entities is not accepted"
+    except DefusedET.ParseError:
+        return None
+    return None
+
+
+def _expand_span(element) -> timedelta | None:
+    try:
+        start, end = (datetime.strptime(element.get(k, ""), "%Y%m%dT%H%M%SZ")
+                      for k in ("start", "end"))
+    except ValueError:
+        return None
+    return end - start
 
 
 def _changes_component_set(raw: bytes) -> bool:
@@ -80,7 +136,32 @@ class GestanApplication(radicale.Application):
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO", "").startswith(SYNC_PREFIX):
             return self.sync_trigger(environ, start_response)
+        _drop_malformed_credentials(environ)
+        refused = self._refuse_hostile(environ)
+        if refused is not None:
+            status, headers, body, _ = refused
+            data = body.encode("utf-8")
+            start_response(f"{status} {client.responses.get(status, '')}", [
+                *headers.items(), ("Content-Length", str(len(data)))])
+            return [data]
         return super().__call__(environ, start_response)
+
+    def _refuse_hostile(self, environ) -> types.WSGIResponse | None:
+        """What Radicale 3.9 answers with a 500 (or worse) is refused here with a reason: a
+        Content-Length that is not a size, XML with a DTD or nested without end, an
+        ``<expand>`` over thousands of years."""
+        length = environ.get("CONTENT_LENGTH") or "0"
+        if not length.isdigit():
+            return refusal(400, "invalid Content-Length")
+        if environ.get("REQUEST_METHOD") not in _XML_METHODS or length == "0":
+            return None
+        try:
+            raw = self._read_body(environ)
+        except InvalidObject as exc:
+            return refusal(exc.status, exc.reason)
+        _put_back(environ, raw)
+        problem = xml_problem(raw)
+        return refusal(400, problem) if problem else None
 
     # ------------------------------------------------------------ helpers
     @staticmethod

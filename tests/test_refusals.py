@@ -48,6 +48,9 @@ BAD_BODIES = {
     "invalid-utf8": (event().replace("SUMMARY:s", "SUMMARY:\udcff").encode(
         "utf-8", "surrogateescape"), 400, "UTF-8"),
     "no-dtstart": (event(start="X-NOTHING:1").encode(), 400, "DTSTART"),
+    # issue 12: these were 500s
+    "broken-count": (event("RRULE:FREQ=DAILY;COUNT=\\\r\n").encode(), 400, "RRULE"),
+    "huge-duration": (event(end="DURATION:P99999999W").encode(), 400, "DURATION"),
 }
 
 
@@ -182,3 +185,62 @@ def test_a_reason_quoting_client_text_never_reaches_the_status_line_or_headers(s
     [line] = text.decode().splitlines()
     assert "one UID" in line and ("\\n" in line or "\\r" in line), line
     assert snapshot(server.store) == before
+
+
+HOSTILE_XML = {
+    "dtd": b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY e "x">]><propfind xmlns="DAV:">'
+           b"<prop><getetag/></prop></propfind>",
+    "billion-laughs": b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaa">'
+                      b'<!ENTITY b "&a;&a;&a;&a;">]><propfind xmlns="DAV:"><prop>&b;</prop>'
+                      b"</propfind>",
+    "deep": b'<propfind xmlns="DAV:">' + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</propfind>",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_XML))
+@pytest.mark.parametrize("method", ["PROPFIND", "REPORT"])
+def test_hostile_xml_is_a_client_error_not_a_500(server, name, method):
+    """Issue 12: a DTD, entities or 100,000-deep nesting answered 500 (Radicale 3.9)."""
+    answer = requests.request(method, server.calendar_url("alice"), data=HOSTILE_XML[name],
+                              auth=("alice", "alice"), headers={"Depth": "1"})
+    assert 400 <= answer.status_code < 500, (answer.status_code, answer.text[:200])
+    assert "Traceback" not in answer.text and "Error" not in answer.reason
+    assert requests.get(server.calendar_url("alice"), auth=("alice", "alice")).ok
+
+
+def test_an_expand_over_ten_thousand_years_is_refused(server):
+    body = (b'<?xml version="1.0"?><C:calendar-query xmlns:D="DAV:" '
+            b'xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><C:calendar-data>'
+            b'<C:expand start="00010101T000000Z" end="99991231T000000Z"/></C:calendar-data>'
+            b'</D:prop><C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT">'
+            b'<C:time-range start="00010101T000000Z" end="99991231T000000Z"/>'
+            b"</C:comp-filter></C:comp-filter></C:filter></C:calendar-query>")
+    requests.put(server.calendar_url("alice") + "w.ics", data=event("RRULE:FREQ=WEEKLY\r\n"),
+                 auth=("alice", "alice"))
+    answer = requests.request("REPORT", server.calendar_url("alice"), data=body,
+                              auth=("alice", "alice"), headers={"Depth": "1"}, timeout=30)
+    assert 400 <= answer.status_code < 500, answer.status_code
+    assert "expand" in answer.text
+
+
+@pytest.mark.parametrize("header", ["Basic " + "YWxpY2U=", "Basic !!!", "Basic", "Digest x"])
+def test_odd_authorization_headers_are_401_not_500(server, header):
+    answer = requests.get(server.calendar_url("alice"), headers={"Authorization": header})
+    assert answer.status_code == 401, answer.status_code
+
+
+def test_a_negative_content_length_is_a_client_error(server):
+    import base64
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server.calendar_url("alice") + "neg.ics")
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection.putrequest("PUT", parts.path)
+    connection.putheader("Authorization",
+                         "Basic " + base64.b64encode(b"alice:alice").decode())
+    connection.putheader("Content-Length", "-5")
+    connection.endheaders()
+    response = connection.getresponse()
+    assert 400 <= response.status < 500, response.status
+    connection.close()

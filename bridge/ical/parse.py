@@ -59,7 +59,19 @@ def parse_object(data: str | bytes, default_tz: str) -> ParsedObject:
         raise InvalidObject(f"malformed iCalendar: {exc}") from exc
     if len(calendars) != 1:
         raise InvalidObject("exactly one VCALENDAR is expected per object")
-    calendar = calendars[0]
+    try:
+        return _interpret(calendars[0], default_tz)
+    except InvalidObject:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError) as exc:
+        # a property icalendar parsed lazily and could not read (an RRULE with COUNT=\, a
+        # DURATION of 99,999,999 weeks...): the client's mistake, said so, never a 500
+        name = type(exc).__name__
+        raise InvalidObject(f"malformed iCalendar ({name}): {exc}"[:300]) from exc
+
+
+def _interpret(calendar: Calendar, default_tz: str) -> ParsedObject:
+    """The checks and the reading of one parsed VCALENDAR."""
     kinds = {c.name for c in calendar.subcomponents} - {"VTIMEZONE"}
     if kinds - {"VEVENT"}:
         raise InvalidObject(
@@ -137,8 +149,11 @@ def event_from_component(component: Component, default_tz: str,
         duration = _decoded(component, "DURATION")
         if not isinstance(duration, timedelta):
             raise InvalidObject("DURATION is not a duration")
-        end_local = start_value + duration
-        end, _ = _instant(component, "DTSTART", end_local, default_tz)
+        try:
+            end_local = start_value + duration
+            end, _ = _instant(component, "DTSTART", end_local, default_tz)
+        except OverflowError:
+            raise InvalidObject("DURATION ends beyond the year 9999") from None
     else:
         end = date_to_utc(start_value + ONE_DAY, tzid) if all_day else start
     if end < start:
