@@ -66,6 +66,19 @@ def _answer(start_response, status: int, payload: dict, headers: dict | None = N
     return [body]
 
 
+def _whole_number(value) -> int | None:
+    """``days_back`` as given (a JSON number or a query string), or a 400: never a float
+    rounded, nor one too large for an integer."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise _Refused(400, "days_back must be a whole number of days")
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise _Refused(400, "days_back must be a whole number of days") from None
+
+
 def _flag(value) -> bool:
     return value is True or str(value).lower() in ("1", "true", "yes", "on")
 
@@ -88,11 +101,7 @@ class SyncTrigger:
                 raise _Refused(403, f"{caller.login} may only sync their own agenda")
             if self.store.user(login) is None:
                 raise _Refused(404, f"no such user: {login}")
-            days_back = params.get("days_back")
-            try:
-                days_back = None if days_back in (None, "") else int(days_back)
-            except (TypeError, ValueError):
-                raise _Refused(400, "days_back must be a whole number of days") from None
+            days_back = _whole_number(params.get("days_back"))
             if days_back is not None and not 0 <= days_back <= 3650:
                 raise _Refused(400, "days_back must be between 0 and 3650")
             options = SyncOptions(dry_run=_flag(params.get("dry_run")),
@@ -135,17 +144,17 @@ class SyncTrigger:
     def _params(environ) -> dict:
         params = {k: v[-1] for k, v in urllib.parse.parse_qs(
             environ.get("QUERY_STRING", "")).items()}
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            raise _Refused(400, "invalid Content-Length") from None
+        length_text = environ.get("CONTENT_LENGTH") or "0"
+        if not length_text.isdigit():
+            raise _Refused(400, "invalid Content-Length")
+        length = int(length_text)
         if length > MAX_BODY:
             raise _Refused(413, "request body too large")
         raw = environ["wsgi.input"].read(length) if length else b""
         if raw.strip():
             try:
                 body = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # malformed, or nested without end
                 raise _Refused(400, "the body must be JSON") from None
             if not isinstance(body, dict):
                 raise _Refused(400, "the body must be a JSON object")

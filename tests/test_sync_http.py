@@ -230,3 +230,14 @@ def test_every_connected_target_runs_in_order_and_the_worst_decides(server, goog
     assert body["runs"][0]["remote"]["created"] == 1, "Google's run is reported whole"
     assert body["error"] == "memory: the remote calendar is not answering (injected failure)"
     assert targets.get("memory") is not None
+
+
+@pytest.mark.parametrize("raw", [b'{"days_back": 1e309}', b'{"days_back": 2.5}',
+                                 b'{"days_back": true}', b"[" * 30_000 + b"]" * 30_000,
+                                 b'{"a":' * 10_000 + b"1" + b"}" * 10_000])
+def test_hostile_json_is_a_400_not_a_500(server, google, raw):
+    """Issue 12: infinity, a fraction, 30,000 levels of nesting answered 500."""
+    answer = server.session("alice").post(f"{server.url}bridge/sync/open", data=raw,
+                                          timeout=30)
+    body = expect(answer, 400, "refused", 2)
+    assert answer.reason == "Bad Request" and "Error" not in body["error"]
