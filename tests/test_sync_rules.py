@@ -479,3 +479,45 @@ def test_a_remote_title_change_and_a_phone_occurrence_edit_both_survive(
     expected = ["Cours annulé, rattrapé jeudi"] + ["Cours de piano"] * 3
     assert subjects(store) == expected
     assert remote_summaries(remote, series) == expected
+
+
+# ---------------------------------------------------------------- issue 12: a killed sync
+
+def test_a_lock_left_by_a_dead_process_is_taken_over_and_its_run_marked_interrupted(
+        remote: Remote, store: Store):
+    import os
+    import socket
+    import subprocess
+
+    from bridge.store import RunItem
+    from bridge.sync.engine import holder_is_dead
+
+    alice = store.user("alice")
+    child = subprocess.Popen(["true"])  # a process of this host that has ended
+    child.wait()
+    dead = f"{socket.gethostname()[:40]}:{child.pid}:x"
+    assert holder_is_dead(dead)
+    assert not holder_is_dead(f"{socket.gethostname()[:40]}:{os.getpid()}:x"), "alive"
+    assert not holder_is_dead("another-host:1:x"), "another host: only its lease ends it"
+    assert store.take_sync_lock(alice.id, dead, timedelta(minutes=10)) is None
+    killed = store.start_run(alice.id, remote.target().name, "close", False)
+    store.log_run_items(killed, [RunItem("create", "remote", "u1", "A", "", None),
+                                 RunItem("create", "remote", "u2", "B", "", None)])
+    add_local(store, "Après", 2)
+    assert push(store, remote).remote.created == 1, "no ten minutes' wait"
+    [record] = [r for r in store.sync_runs(alice.id) if r.id == killed]
+    assert record.status == "interrupted" and record.finished_at is not None
+    assert record.counts["remote"]["created"] == 2, "what it did, from its log"
+
+
+def test_sync_unlock_frees_another_hosts_lock(store: Store):
+    from tests.clirun import invoke
+
+    alice = store.user("alice")
+    assert store.take_sync_lock(alice.id, "elsewhere:12:x", timedelta(minutes=10)) is None
+    run_id = store.start_run(alice.id, "google", "open", False)
+    env = {"GESTAN_BRIDGE_DB": store.url}
+    done = invoke(env, "sync", "unlock", "--user", "alice")
+    assert done.returncode == 0 and "removed" in done.stdout and f"#{run_id}" in done.stdout
+    assert store.take_sync_lock(alice.id, "next:1:y", timedelta(minutes=1)) is None
+    assert store.sync_runs(alice.id)[0].status == "interrupted"

@@ -90,6 +90,18 @@ def sync_close(user: UserOption, target: TargetOption = None, db: DbOption = Non
     _run("close", user, target, db, dry_run, allow_mass_delete, days_back)
 
 
+@sync_app.command("unlock")
+def sync_unlock(user: UserOption, db: DbOption = None) -> None:
+    """Free a user's sync lock that a stopped process left (on this host a dead process's
+    lock is taken over by the next run anyway; this is for one on another host)."""
+    store = open_store(db)
+    account = store.require_user(user)
+    dropped, interrupted = store.unlock_sync(account.id)
+    runs = ", ".join(f"#{n}" for n in interrupted)
+    out.print(f"{user}: " + ("sync lock removed" if dropped else "no sync lock was held")
+              + (f"; run {runs} marked interrupted" if interrupted else ""), markup=False)
+
+
 @sync_app.command("log")
 def sync_log(user: UserOption, db: DbOption = None,
              limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,

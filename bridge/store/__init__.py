@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -277,14 +277,26 @@ class Store:
         with self.writing() as conn:
             sync_tables.reset_state(conn, user_id, target)
 
-    def take_sync_lock(self, user_id: int, holder: str, lease: timedelta) -> datetime | None:
-        """None when ``holder`` now runs the user's sync; else until when another holds it."""
+    def take_sync_lock(self, user_id: int, holder: str, lease: timedelta,
+                       dead: Callable[[str], bool] | None = None) -> datetime | None:
+        """None when ``holder`` now runs the user's sync (runs a dead holder left "running"
+        are marked "interrupted"); else until when another holds it."""
         now = now_utc()
         try:
             with self.writing() as conn:
-                return sync_tables.take_lock(conn, user_id, holder, now, lease)
+                busy = sync_tables.take_lock(conn, user_id, holder, now, lease, dead)
+                if busy is None:
+                    sync_tables.interrupt_runs(conn, user_id, now)
+                return busy
         except IntegrityError:  # another process inserted the row at the same moment
             return now + lease
+
+    def unlock_sync(self, user_id: int) -> tuple[bool, list[int]]:
+        """Drop the user's sync lock whoever holds it, and mark its runs interrupted: for a
+        lock whose holder cannot be proven dead (another host). (lock dropped?, run ids)"""
+        with self.writing() as conn:
+            dropped = sync_tables.force_unlock(conn, user_id)
+            return dropped, sync_tables.interrupt_runs(conn, user_id, now_utc())
 
     def renew_sync_lock(self, user_id: int, holder: str, lease: timedelta) -> None:
         with self.writing() as conn:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -106,17 +107,24 @@ def reset_state(conn: Connection, user_id: int, target: str) -> None:
 # ---------------------------------------------------------------- lock
 
 def take_lock(conn: Connection, user_id: int, holder: str, now: datetime,
-              lease: timedelta) -> datetime | None:
+              lease: timedelta, dead: Callable[[str], bool] | None = None) -> datetime | None:
     """Take the user's sync lock: None when taken, else the end of the other holder's
-    lease (a lease past its end is taken over: its process died)."""
+    lease (a lease past its end is taken over, and so is one whose holder ``dead`` says
+    is provably gone: its process died)."""
     current = conn.execute(select(sync_locks).where(sync_locks.c.user_id == user_id)
                            .with_for_update()).first()
-    if current is not None and current.expires_at > now and current.holder != holder:
+    if current is not None and current.expires_at > now and current.holder != holder \
+            and not (dead is not None and dead(current.holder)):
         return current.expires_at
     conn.execute(delete(sync_locks).where(sync_locks.c.user_id == user_id))
     conn.execute(insert(sync_locks).values(user_id=user_id, holder=holder, started_at=now,
                                            expires_at=now + lease))
     return None
+
+
+def force_unlock(conn: Connection, user_id: int) -> bool:
+    """Drop the user's lock whoever holds it (``sync unlock``); False if there was none."""
+    return conn.execute(delete(sync_locks).where(sync_locks.c.user_id == user_id)).rowcount > 0
 
 
 def renew_lock(conn: Connection, user_id: int, holder: str, until: datetime) -> None:
@@ -274,6 +282,26 @@ def add_items(conn: Connection, run_id: int, items: list[RunItem]) -> None:
         conn.execute(insert(sync_run_items), [
             dict(run_id=run_id, change=i.change, side=i.side, uid=i.uid, summary=i.summary,
                  detail=i.detail, losing_ics=i.losing_ics) for i in items])
+
+
+def interrupt_runs(conn: Connection, user_id: int, now: datetime) -> list[int]:
+    """Mark the user's runs still "running" as "interrupted" (called with the user's lock
+    held, so none of them is alive), their counts taken from the items they logged."""
+    stale = list(conn.execute(select(sync_runs.c.id).where(
+        sync_runs.c.user_id == user_id, sync_runs.c.status == "running")).scalars())
+    for run_id in stale:
+        counts: dict = {"gestan": {"created": 0, "updated": 0, "deleted": 0},
+                        "remote": {"created": 0, "updated": 0, "deleted": 0},
+                        "conflicts": 0, "skipped": 0, "requests": 0}
+        for item in run_items(conn, run_id):
+            if item.change == "conflict":
+                counts["conflicts"] += 1
+            elif item.change in ("create", "update", "delete"):
+                side = counts["gestan" if item.side == "gestan" else "remote"]
+                side[item.change + "d"] += 1
+        finish_run(conn, run_id, "interrupted", "the process running it stopped (killed or "
+                   "crashed) before the end; what it did is recorded", counts, now)
+    return stale
 
 
 def finish_run(conn: Connection, run_id: int, status: str, message: str, counts: dict,

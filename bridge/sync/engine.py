@@ -58,6 +58,7 @@ MAX_WRITE_ROUNDS = 3
 MAX_DECISIONS = 3   # a Gestan object changed under the run is decided again, this many times
 PULL_BATCH = 100    # writes of an open per transaction (phones wait at most that long)
 LINKS_PER_TRANSACTION = 50  # links recorded after a close's writes, per transaction
+ITEMS_PER_TRANSACTION = 100  # audit log items written as the run goes
 PUSH_SLICE = 500    # objects of a close decided, then written, at a time
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -83,6 +84,25 @@ class MassDelete(RuntimeError):
 # renewed while the run goes on, so that a killed process blocks for minutes, not for ever).
 LOCK_LEASE = timedelta(minutes=10)
 LOCK_RENEW_SECONDS = 60.0
+
+
+def holder_is_dead(holder: str) -> bool:
+    """Whether a lock's holder (``host:pid:nonce``) is provably gone: a process of this host
+    that no longer exists. Another host's holder is never presumed dead (its lease ends)."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname()[:40] or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False  # this process: a run of another thread, alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # exists, owned by someone else
+    return False
 
 
 def window_end(now: datetime) -> datetime:
@@ -124,6 +144,7 @@ class SyncRun:
         self._contents: dict[str, Content] = {}
         self._readings: dict[str, ParsedObject] = {}
         self._holder = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._run_id: int | None = None
         self._renewed = 0.0
 
     # ------------------------------------------------------------------ helpers
@@ -196,8 +217,15 @@ class SyncRun:
         if time.monotonic() - self._renewed > LOCK_RENEW_SECONDS:
             self.store.renew_sync_lock(self.user.id, self._holder, LOCK_LEASE)
             self._renewed = time.monotonic()
+        if len(self._items) >= ITEMS_PER_TRANSACTION:
+            self._log_items()  # a run killed later still shows what it did
         if self.progress:
             self.progress(phase, done, total)
+
+    def _log_items(self) -> None:
+        if self._items and self._run_id is not None:
+            self.store.log_run_items(self._run_id, self._items)
+            self._items = []
 
     def _check_mass_delete(self, deletes: int, total: int) -> None:
         o = self.options
@@ -210,14 +238,15 @@ class SyncRun:
 
     def _run(self, direction: str, body: Callable[[RunReport], None]) -> RunReport:
         report = RunReport(self.user.login, self.target.name, direction, self.options.dry_run)
-        busy_until = self.store.take_sync_lock(self.user.id, self._holder, LOCK_LEASE)
+        busy_until = self.store.take_sync_lock(self.user.id, self._holder, LOCK_LEASE,
+                                               dead=holder_is_dead)
         if busy_until is not None:
             raise SyncBusy(f"a sync of {self.user.login} is already running (if its process "
                            f"died, its lock ends at {busy_until:%H:%M:%S} UTC)")
         self._renewed = time.monotonic()
         try:
-            report.run_id = self.store.start_run(self.user.id, self.target.name, direction,
-                                                 self.options.dry_run)
+            report.run_id = self._run_id = self.store.start_run(
+                self.user.id, self.target.name, direction, self.options.dry_run)
             try:
                 body(report)
             except (TargetStopped, MassDelete) as exc:
@@ -227,7 +256,7 @@ class SyncRun:
                 raise
             finally:
                 report.requests = self.target.requests.count
-                self.store.log_run_items(report.run_id, self._items)
+                self._log_items()
                 self.store.finish_run(report.run_id, report.status, report.message,
                                       report.counts())
         finally:
