@@ -134,22 +134,32 @@ class GestanApplication(radicale.Application):
                                                             self._encoding)
 
     def __call__(self, environ, start_response):
+        def named_start_response(status, headers, exc_info=None):
+            # the product's name only: wsgiref's default names Python and its version
+            if not any(name.lower() == "server" for name, _ in headers):
+                headers = [*headers, ("Server", "gestan-bridge")]
+            return start_response(status, headers, exc_info)
+
         if environ.get("PATH_INFO", "").startswith(SYNC_PREFIX):
-            return self.sync_trigger(environ, start_response)
+            return self.sync_trigger(environ, named_start_response)
+
         _drop_malformed_credentials(environ)
         refused = self._refuse_hostile(environ)
         if refused is not None:
             status, headers, body, _ = refused
             data = body.encode("utf-8")
-            start_response(f"{status} {client.responses.get(status, '')}", [
+            named_start_response(f"{status} {client.responses.get(status, '')}", [
                 *headers.items(), ("Content-Length", str(len(data)))])
             return [data]
-        return super().__call__(environ, start_response)
+        return super().__call__(environ, named_start_response)
 
     def _refuse_hostile(self, environ) -> types.WSGIResponse | None:
         """What Radicale 3.9 answers with a 500 (or worse) is refused here with a reason: a
         Content-Length that is not a size, XML with a DTD or nested without end, an
         ``<expand>`` over thousands of years."""
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return refusal(411, "send the body with a Content-Length: chunked transfer "
+                                "is not supported")
         length = environ.get("CONTENT_LENGTH") or "0"
         if not length.isdigit():
             return refusal(400, "invalid Content-Length")

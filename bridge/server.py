@@ -68,6 +68,14 @@ class _ThreadedServer(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGISer
         return request, address
 
 
+class _RequestHandler(radicale.server.RequestHandler):
+    """Radicale's handler, naming the product only (not Python's version) on the errors
+    it answers itself."""
+
+    server_version = "gestan-bridge"
+    sys_version = ""
+
+
 class Server:
     """A running gestan-bridge HTTP server (``start`` in a thread, or ``serve_forever``)."""
 
@@ -79,7 +87,7 @@ class Server:
         self.store = open_store(configuration.get("storage", "db_url"))
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         _ThreadedServer.address_family = family
-        self.httpd = _ThreadedServer((host, port), radicale.server.RequestHandler)
+        self.httpd = _ThreadedServer((host, port), _RequestHandler)
         self.httpd.set_app(self.application)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

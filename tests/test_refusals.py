@@ -244,3 +244,36 @@ def test_a_negative_content_length_is_a_client_error(server):
     response = connection.getresponse()
     assert 400 <= response.status < 500, response.status
     connection.close()
+
+
+def test_the_server_names_the_product_only(server):
+    answers = [requests.get(server.calendar_url("alice"), auth=("alice", "alice")),
+               requests.get(server.calendar_url("alice")),
+               requests.post(f"{server.url}bridge/sync/open", timeout=10)]
+    for answer in answers:
+        assert answer.headers["Server"] == "gestan-bridge", answer.headers
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as raw:
+        raw.sendall(b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n")  # 414, sent by the handler
+        head = raw.recv(4096).decode("latin-1")
+    assert "414" in head.splitlines()[0] and "Python" not in head and "CPython" not in head
+
+
+def test_nul_characters_are_refused_not_stripped(server):
+    before = snapshot(server.store)
+    answer = requests.put(server.calendar_url("alice") + "nul.ics", auth=("alice", "alice"),
+                          data=event().replace("SUMMARY:s", "SUMMARY:s\x00t").encode())
+    assert answer.status_code == 400 and "NUL" in answer.text
+    assert snapshot(server.store) == before
+
+
+def test_a_chunked_body_is_asked_for_a_length_not_ignored(server):
+    before = snapshot(server.store)
+    chunks = iter([event().encode()])  # requests sends a generator chunked
+    answer = requests.put(server.calendar_url("alice") + "chunked.ics", data=chunks,
+                          auth=("alice", "alice"), headers={"Content-Type": "text/calendar"})
+    assert answer.status_code == 411 and "Content-Length" in answer.text
+    assert snapshot(server.store) == before

@@ -47,6 +47,9 @@ def parse_object(data: str | bytes, default_tz: str) -> ParsedObject:
             raise InvalidObject(f"body is not valid UTF-8 (byte {exc.start})") from exc
     if len(data.encode("utf-8")) > MAX_OBJECT_BYTES:
         raise InvalidObject(f"calendar object larger than {MAX_OBJECT_BYTES} bytes", 413)
+    if "\x00" in data:
+        raise InvalidObject(f"NUL character in the body (at character {data.index(chr(0))}):"
+                            " not iCalendar text")
     head = data.lstrip("\ufeff \r\n\t")[:15].upper()
     if head.startswith("BEGIN:VCARD"):
         raise InvalidObject("a vCard is not an appointment: this calendar holds VEVENTs only", 415)
