@@ -484,3 +484,22 @@ def test_request_log_records_counts_and_resets(fake: FakeEws, account: Account) 
     assert fake.items() == [] and datetime.now(UTC).year >= 2024
     fake.reset_log()
     assert fake.request_count == 0 and fake.request_log == []
+
+
+def test_setting_the_pattern_or_moving_the_master_drops_its_exceptions(
+        fake: FakeEws, account: Account) -> None:
+    """As Outlook warns: a new pattern, or new master times, loses every exception and
+    deleted occurrence (even when the pattern sent is the same as before)."""
+    master_id, starts = weekly_master(fake)
+    fake.modify(master_id, starts[1], Subject="Kiné (avancé)")
+    fake.delete(master_id, starts[2])
+    (master,) = account.fetch(ids=[(master_id, None)])
+    master.save(update_fields=["recurrence"])
+    stored = fake.item(master_id)
+    assert stored is not None and stored["exceptions"] == {}
+    assert stored["deleted_occurrences"] == []
+    fake.delete(master_id, starts[2])
+    fake.modify(master_id, Subject="Kiné (renommé)")  # texts only: kept
+    assert fake.item(master_id)["deleted_occurrences"] == [starts[2]]  # type: ignore[index]
+    fake.modify(master_id, Start=utc("2024-03-18", 9), End=utc("2024-03-18", 10))
+    assert fake.item(master_id)["deleted_occurrences"] == []  # type: ignore[index]

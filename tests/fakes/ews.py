@@ -1149,11 +1149,15 @@ class FakeEws:
             self._touch(item)
             return new.changekey
         self._check_times(fields)
-        if ("Recurrence" in fields) != ("Recurrence" in item.fields) or (
-                "Recurrence" in fields
-                and etree.tostring(fields["Recurrence"]) != etree.tostring(
-                    item.fields["Recurrence"])):
-            item.exceptions.clear()  # a new pattern drops the old exceptions, as Outlook does
+        # Setting the pattern, or moving the master's times, drops every exception and
+        # deleted occurrence, as Outlook warns ("exceptions ... will be lost").
+        reset = any(kind == "field" and key == "Recurrence" for kind, key, _ in ops)
+        if "Recurrence" in item.fields and any(
+                etree.tostring(fields[name]) != etree.tostring(item.fields[name])
+                for name in ("Start", "End")):
+            reset = True
+        if reset or ("Recurrence" in fields) != ("Recurrence" in item.fields):
+            item.exceptions.clear()
             item.deleted.clear()
         item.fields, item.extended = fields, extended
         return self._touch(item)
