@@ -26,6 +26,7 @@ from bridge.ical.timezones import (
 MAX_OBJECT_BYTES = 512 * 1024
 MAX_TEXT = {"SUMMARY": 1000, "LOCATION": 1000, "CONTACT": 1000, "DESCRIPTION": 64 * 1024}
 MAX_OCCURRENCES_PER_YEAR = 1000
+LOOK_AHEAD = timedelta(days=20 * 366)  # a rule must make an occurrence within this
 MAX_OVERRIDES = 1000
 ALLOWED_FREQ = {"HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY"}
 STATUSES = {"CONFIRMED", "TENTATIVE", "CANCELLED"}
@@ -252,21 +253,55 @@ def _check_rrule(master: Component) -> None:
     start = _decoded(master, "DTSTART")
     naive_start = _naive(start)
     text = rules.to_ical().decode()
-    parts = [p for p in text.split(";") if not p.upper().startswith("UNTIL=")]
+    if not _month_days_possible(rules):
+        raise InvalidObject(f"RRULE {text} makes no occurrence: no month of BYMONTH has a "
+                            "day of BYMONTHDAY")
+    # Checked without COUNT and with UNTIL at most LOOK_AHEAD away: dateutil walks period
+    # by period, and a rule that never matches (BYMONTH=2;BYMONTHDAY=30) would walk to the
+    # year 9999 (seconds per PUT, and again at every expansion).
+    parts = [p for p in text.split(";") if p.split("=")[0].upper() not in ("UNTIL", "COUNT")]
     until = rules.get("UNTIL")
+    count = (rules.get("COUNT") or [None])[0]
     try:
         rule = dateutil_rrule.rrulestr(";".join(parts), dtstart=naive_start)
-        if until:
-            rule = rule.replace(until=_naive(until[0], like=start))
+        last = _naive(until[0], like=start) if until else None
     except Exception as exc:
         raise InvalidObject(f"invalid RRULE: {exc}") from exc
-    horizon = naive_start + timedelta(days=366)
-    for count, occurrence in enumerate(rule):
-        if occurrence > horizon:
-            break
-        if count >= MAX_OCCURRENCES_PER_YEAR:
-            raise InvalidObject(f"RRULE repeats more than {MAX_OCCURRENCES_PER_YEAR} times in"
-                                " a year: not an appointment series")
+
+    def bounded(span: timedelta):
+        end = naive_start + span
+        return rule.replace(until=min(last, end) if last else end)
+
+    try:
+        # never matching (whatever UNTIL says: dateutil only checks it on a match)
+        if next(iter(rule.replace(until=naive_start + LOOK_AHEAD)), None) is None:
+            raise InvalidObject(f"RRULE {text} makes no occurrence in its first "
+                                f"{LOOK_AHEAD.days // 365} years: check BYMONTH/BYMONTHDAY")
+        if count is None or count > MAX_OCCURRENCES_PER_YEAR:
+            for number, _ in enumerate(bounded(timedelta(days=366))):
+                if number >= MAX_OCCURRENCES_PER_YEAR:
+                    raise InvalidObject(f"RRULE repeats more than {MAX_OCCURRENCES_PER_YEAR} "
+                                        "times in a year: not an appointment series")
+    except (ValueError, OverflowError) as exc:
+        raise InvalidObject(f"invalid RRULE: {exc}") from exc
+
+
+_LONGEST_MONTH = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31,
+                  11: 30, 12: 31}
+
+
+def _month_days_possible(rules) -> bool:
+    """Whether some month of BYMONTH has some day of BYMONTHDAY (February 30 never comes,
+    and dateutil would look for it period by period until the year 9999)."""
+    days = rules.get("BYMONTHDAY")
+    if not days:
+        return True
+    months = rules.get("BYMONTH") or list(_LONGEST_MONTH)
+    try:
+        return any(1 <= abs(int(day)) <= _LONGEST_MONTH[int(month)]
+                   for month in months for day in days)
+    except (KeyError, TypeError, ValueError):
+        return True  # out-of-range values: dateutil refuses them with its own reason
 
 
 def _naive(value, like=None) -> datetime:
