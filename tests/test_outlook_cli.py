@@ -101,3 +101,31 @@ def test_the_outlook_calendar_setting(ews):
     assert invoke(env, "users", "set", "alice", "--outlook-calendar", "Gestan").returncode == 0
     assert "outlook_calendar=Gestan" in invoke(env, "users", "list").stdout
     assert os.environ.get("GESTAN_BRIDGE_TOKEN_DIR") != env["GESTAN_BRIDGE_TOKEN_DIR"]
+
+
+def test_sync_with_exchange_as_a_user_runs_it(ews):
+    """Connect, then the hooks' commands: close pushes with SendToNone into the main
+    Calendar, open brings Outlook's edits back, the default target is every one set up."""
+    from datetime import date, timedelta
+
+    fake, env, secret, _ = ews
+    assert connect(env, fake, secret).returncode == 0
+    day = date.today() + timedelta(days=3)
+    assert invoke(env, "agenda", "add", "--user", "alice", "--subject", "Client Dupont",
+                  "--start", f"{day} 14:30", "--duration", "45").returncode == 0
+    closed = invoke(env, "sync", "close", "--user", "alice")
+    assert closed.returncode == 0, closed.stdout + closed.stderr
+    assert "close alice ⇄ outlook: ok" in closed.stdout and "outlook: 1 created" in closed.stdout
+    [item] = fake.items("calendar")
+    assert item["Subject"] == "Client Dupont"
+    creates = [r for r in fake.request_log if r.service == "CreateItem"]
+    assert creates and all(r.attrs.get("SendMeetingInvitations") == "SendToNone"
+                           for r in creates)
+    fake.modify(item["id"], Subject="Client Dupont (salle 2)")
+    opened = invoke(env, "sync", "open", "--user", "alice", "--target", "outlook")
+    assert opened.returncode == 0 and "gestan: 0 created, 1 updated" in opened.stdout
+    listed = invoke(env, "agenda", "list", "--user", "alice").stdout
+    assert "Client Dupont (salle 2)" in listed
+    fake.reset_log()
+    again = invoke(env, "sync", "open", "--user", "alice")
+    assert again.returncode == 0 and fake.request_count == 1, "1 request when nothing changed"

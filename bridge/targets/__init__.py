@@ -92,3 +92,54 @@ def _build_google(user: User) -> Target:
 
 
 register(TargetKind("google", "Google", _google_setup_needed, _build_google))
+
+
+# ------------------------------------------------------------------ Outlook (EWS or Graph)
+OUTLOOK = "outlook"
+
+
+def _outlook_setup_needed(user: User) -> str | None:
+    from bridge.targets import graph_auth, outlook_auth
+
+    try:
+        if graph_auth.connection(user.login) or outlook_auth.load(user.login):
+            return None
+    except outlook_auth.OutlookConnectError as exc:
+        return str(exc)
+    return (f"gestan-bridge outlook connect --user {user.login} --email EMAIL --username USER "
+            "--password-file FILE [--ews-url URL] (Exchange), or --graph --tenant TENANT "
+            "--client-id CID [--client-secret-file FILE --mailbox EMAIL] (Microsoft 365)")
+
+
+def _build_outlook(user: User) -> Target:
+    """The user's one Outlook connection, whichever protocol it speaks: its links and sync
+    state live under "outlook", so that Gestan's hooks name one target."""
+    from bridge.targets import graph_auth, outlook_auth
+
+    calendar = user.settings.get("outlook_calendar") or None
+    target: Target
+    if graph_auth.connection(user.login) is not None:
+        from bridge.targets.graph import build_target
+
+        target = build_target(user.login, calendar, user.timezone)
+    else:
+        from bridge.targets.ews import EwsTarget
+
+        try:
+            found = outlook_auth.load(user.login)
+        except outlook_auth.OutlookConnectError as exc:
+            raise TargetStopped(str(exc)) from None
+        if found is None:
+            raise TargetStopped(f"{user.login} has no Outlook connection: "
+                                f"{_outlook_setup_needed(user)}")
+        from exchangelib import BASIC, NTLM
+
+        target = EwsTarget(service_endpoint=found.service_endpoint, username=found.username,
+                           password=found.password, email=found.email, calendar_name=calendar,
+                           default_tz=user.timezone, login=user.login,
+                           auth_type=NTLM if found.auth_type == "ntlm" else BASIC)
+    target.name = OUTLOOK
+    return target
+
+
+register(TargetKind(OUTLOOK, "Outlook", _outlook_setup_needed, _build_outlook))
