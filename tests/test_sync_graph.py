@@ -1,0 +1,197 @@
+"""What is Graph's own (the shared rule and contract tests run on it through
+tests/remotes_graph.py): msal connections and their stored caches, $batch sizes, throttling,
+invitations, and a crash injected at each request of a small two-way sync."""
+
+from __future__ import annotations
+
+import logging
+import stat
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bridge.ical.model import EventData
+from bridge.store import Store, open_store
+from bridge.sync.engine import SyncRun
+from bridge.targets import graph_auth
+from bridge.targets.base import ReconnectNeeded
+from bridge.targets.graph import build_target
+from tests.remotes import CALENDAR, LOGIN, TZ, at
+from tests.remotes_graph import DriverFake, GraphRemote, ca_bundle
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Iterator[GraphRemote]:
+    with DriverFake(device_interval=1) as fake, ca_bundle(fake.ca_file):
+        yield GraphRemote(fake, tmp_path / "tokens")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = open_store(f"sqlite:///{tmp_path / 'gestan.db'}")
+    store.add_user(LOGIN, LOGIN, timezone=TZ)
+    return store
+
+
+def add_local(store: Store, subject: str, days: int) -> None:
+    start = at(days)
+    store.add_action(LOGIN, EventData(start=start, end=start + timedelta(hours=1), tzid=TZ,
+                                      subject=subject))
+
+
+def run(store: Store, target: Any, direction: str) -> Any:
+    sync = SyncRun(store, LOGIN, target)
+    return sync.push() if direction == "close" else sync.pull()
+
+
+def test_client_credentials_cached_0600_no_secret_logged_then_free_opens(
+        remote: GraphRemote, store: Store, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    caplog.set_level(logging.DEBUG)
+    folder = graph_auth.graph_dir(LOGIN, remote.directory)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    for name in ("connection.json", "msal_cache.json", "http_cache.pickle"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
+    remote.add("Dentiste", at(2))
+    assert run(store, remote.target(), "open").status == "ok"
+    fake = remote.fake
+    fake.reset_log()
+    target = remote.target()
+    assert run(store, target, "open").gestan.created == 0
+    assert (fake.request_count, fake.identity_request_count) == (1, 0), \
+        "token and OpenID configuration came from the stored caches"
+    shown = caplog.text + "".join(capsys.readouterr())
+    assert fake.client_secret not in shown and "access_token" not in shown
+    info = graph_auth.connection(LOGIN, remote.directory)
+    assert info is not None and info.kind == graph_auth.APP and info.mailbox == fake.mailbox
+    assert fake.client_secret not in repr(info)
+
+
+def test_wrong_secret_stores_nothing(remote: GraphRemote, tmp_path: Path) -> None:
+    with pytest.raises(graph_auth.ConnectError, match="invalid_client"):
+        graph_auth.connect_app("bob", remote.fake.tenant, remote.fake.client_id, "wrong",
+                               remote.fake.mailbox, directory=tmp_path / "t",
+                               authority=remote.fake.authority_url,
+                               api_url=remote.fake.api_url)
+    assert graph_auth.connection("bob", tmp_path / "t") is None
+
+
+def test_device_code_then_revoked_grant_is_reconnect_needed(remote: GraphRemote,
+                                                            tmp_path: Path) -> None:
+    fake, directory = remote.fake, tmp_path / "device"
+    auth, flow = graph_auth.start_device_flow("carol", fake.tenant, fake.public_client_id,
+                                              directory=directory,
+                                              authority=fake.authority_url)
+    assert flow["user_code"] in flow["message"]
+    fake.approve_device_code(flow["user_code"])
+    info = graph_auth.finish_device_flow("carol", auth, flow, directory=directory,
+                                         api_url=fake.api_url,
+                                         exit_condition=lambda f: True)
+    assert (info.kind, info.mailbox) == (graph_auth.DEVICE, fake.user)
+    target = build_target("carol", None, TZ, directory=directory, api_url=fake.api_url)
+    target.bind(None)   # the signed-in person's default calendar, through /me
+    fake.expire_access_tokens()
+    fake.revoke()
+    with pytest.raises(ReconnectNeeded, match="outlook connect"):
+        build_target("carol", None, TZ, directory=directory, api_url=fake.api_url).bind(None)
+
+
+def test_push_of_100_is_batches_of_20_and_invites_nobody(remote: GraphRemote,
+                                                         store: Store) -> None:
+    for n in range(100):
+        add_local(store, f"RDV {n}", 2 + n % 50)
+    remote.fake.reset_log()
+    report = run(store, remote.target(), "close")
+    assert report.status == "ok" and report.remote.created == 100
+    batches = [e for e in remote.fake.request_log if e.kind == "batch"]
+    parts = [e for e in remote.fake.request_log if e.in_batch]
+    assert len(batches) == 10, "5 of lookups, 5 of creates"
+    assert sum(p.method == "POST" for p in parts) == 100
+    assert remote.fake.request_count == 11, "the calendar found once, then 10 batches"
+    assert len(remote.live()) == 100 and remote.fake.invitations == []
+
+
+def test_throttling_honours_retry_after_and_converges(remote: GraphRemote,
+                                                      store: Store) -> None:
+    slept: list[float] = []
+    for n in range(40):
+        add_local(store, f"T{n}", 2 + n)
+    remote.fake.fail_next(2, 429, retry_after=7)
+    remote.fake.fail_randomly(0.2, (429, 503), seed=3, retry_after=1)
+    target = remote.target()
+    target.sleep = slept.append
+    report = run(store, target, "close")
+    assert report.status == "ok", report.message
+    assert 7 in slept and remote.fake.injected_errors >= 8
+    assert sorted(s.summary for s in remote.live()) == sorted(f"T{n}" for n in range(40))
+
+
+def test_a_stale_etag_is_412_re_read_and_logged(remote: GraphRemote, store: Store) -> None:
+    add_local(store, "Gestan", 3)
+    run(store, remote.target(), "close")
+    [seen] = remote.live()
+    remote.fake.patch_event(seen.remote_id, {"subject": "Outlook", "categories": ["Vert"]})
+    [action] = store.agenda(LOGIN)
+    obj = store.calendar_listing(store.user(LOGIN).id, with_ics=True)[0]
+    store.put_object(LOGIN, obj.href, obj.ics.replace("SUMMARY:Gestan", "SUMMARY:Gestan 2"))
+    report = run(store, remote.target(), "close")
+    assert len(report.conflicts) == 1 and "Outlook" in (report.conflicts[0].losing_ics or "")
+    assert [s.summary for s in remote.live()] == ["Gestan 2"]
+    assert remote.fake.event(seen.remote_id)["categories"] == ["Vert"], "Outlook's own kept"
+    assert action.id == store.agenda(LOGIN)[0].id
+
+
+class CountingFake(DriverFake):
+    """Fails the n-th Graph operation (batch parts count one each) after applying it."""
+
+    fail_at: int | None = None
+    seen = 0
+
+    def _take_failure(self) -> Any:
+        self.seen += 1
+        if self.fail_at is not None and self.seen == self.fail_at:
+            from tests.fakes.graph import _Failure
+            return _Failure(503, None, 3600, True)
+        return None
+
+
+def two_way(store: Store, remote: GraphRemote) -> None:
+    for direction in ("open", "close"):
+        run(store, remote.target(), direction)
+
+
+def scenario(tmp_path: Path, fail_at: int | None) -> tuple[list[str], list[str], int]:
+    with CountingFake() as fake, ca_bundle(fake.ca_file):
+        remote = GraphRemote(fake, tmp_path / "tokens")
+        store = open_store(f"sqlite:///{tmp_path / 'gestan.db'}")
+        store.add_user(LOGIN, LOGIN, timezone=TZ)
+        remote.add("Distant", at(2))
+        remote.add("Série distante", at(1, 8), rrule="FREQ=WEEKLY;COUNT=3")
+        add_local(store, "Local A", 3)
+        add_local(store, "Local B", 4)
+        fake.fail_at = fail_at
+        two_way(store, remote)
+        operations = fake.seen
+        fake.fail_at = None
+        two_way(store, remote)
+        two_way(store, remote)
+        return (sorted(s.summary for s in remote.live()),
+                sorted(a.event.subject for a in store.agenda(LOGIN)), operations)
+
+
+def test_a_crash_at_each_request_then_a_rerun_ends_the_same(tmp_path: Path) -> None:
+    expected_remote, expected_local, operations = scenario(tmp_path / "clean", None)
+    assert expected_remote == ["Distant", "Local A", "Local B", "Série distante"]
+    assert len(expected_local) == 6 and operations >= 8
+    for n in range(1, operations + 1):
+        got_remote, got_local, _ = scenario(tmp_path / f"crash{n}", n)
+        assert (got_remote, got_local) == (expected_remote, expected_local), f"crash at {n}"
+
+
+def test_an_unknown_calendar_lists_the_names(remote: GraphRemote) -> None:
+    with pytest.raises(Exception, match=f"'Calendar', '{CALENDAR}'"):
+        remote.target("Nope").bind(None)
+
