@@ -29,7 +29,8 @@ case "${1:-}" in
         fi
         bash .ci/install-tools.sh
         "$VENV/bin/ruff" check bridge plugins tests
-        exec "$VENV/bin/python" -m pytest -q "$@"
+        # one worker per core: the servers and fakes each test starts bind free ports
+        exec "$VENV/bin/python" -m pytest -q -n auto "$@"
         ;;
     *)
         echo "usage: ./run.sh demo [--port N --db URL ...] | ./run.sh test [pytest args]" >&2

@@ -242,8 +242,10 @@ def test_a_sync_already_running_exit_1(alice):
 
 def test_unknown_target_exit_1_listing_the_known_ones(alice):
     _, _, variables, _ = alice
+    one_error(cli(variables, "sync", "open", "--user", "alice", "--target", "exchange"),
+              "unknown target 'exchange'", "google, outlook, all")
     one_error(cli(variables, "sync", "open", "--user", "alice", "--target", "outlook"),
-              "unknown target 'outlook'", "google, all")
+              "has not set up Outlook", "outlook connect")
     assert cli(variables, "sync", "open", "--user", "alice", "--target", "all"
                ).returncode == 0
     assert cli(variables, "sync", "open", "--user", "alice", "--target", "google"

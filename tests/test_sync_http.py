@@ -97,8 +97,8 @@ def test_who_may_sync_whom(server, google):
 
 
 def test_an_unknown_target_lists_the_known_ones(server, google):
-    unknown = expect(post(server, "alice", "open", target="outlook"), 422, "stopped", 1)
-    assert "choose one of google, all" in unknown["error"]
+    unknown = expect(post(server, "alice", "open", target="exchange"), 422, "stopped", 1)
+    assert "choose one of google, outlook, all" in unknown["error"]
     expect(post(server, "alice", "open", target=["google"]), 400, "refused", 2)
 
 
