@@ -129,3 +129,60 @@ def test_sync_with_exchange_as_a_user_runs_it(ews):
     fake.reset_log()
     again = invoke(env, "sync", "open", "--user", "alice")
     assert again.returncode == 0 and fake.request_count == 1, "1 request when nothing changed"
+
+
+@pytest.fixture
+def graph(tmp_path):
+    from tests.fakes.graph import FakeGraph
+
+    with FakeGraph() as fake:
+        env = {"GESTAN_BRIDGE_DB": f"sqlite:///{tmp_path / 'g.db'}",
+               "GESTAN_BRIDGE_TOKEN_DIR": str(tmp_path / "tokens"),
+               "GESTAN_BRIDGE_GRAPH_AUTHORITY": fake.authority_url,
+               "GESTAN_BRIDGE_GRAPH_API_URL": fake.api_url,
+               "REQUESTS_CA_BUNDLE": fake.ca_file, "CURL_CA_BUNDLE": ""}
+        assert invoke(env, "users", "add", "alice", "--password", "pw").returncode == 0
+        secret = tmp_path / "client-secret.txt"
+        secret.write_text(fake.client_secret + "\n")
+        yield fake, env, secret, tmp_path
+
+
+def graph_connect(env, fake, secret, *extra):
+    return invoke(env, "outlook", "connect", "--user", "alice", "--graph", "--tenant",
+                  fake.tenant, "--client-id", fake.client_id, "--client-secret-file",
+                  str(secret), "--mailbox", fake.mailbox, *extra)
+
+
+def test_microsoft_365_connect_status_sync_and_disconnect(graph):
+    from datetime import date, timedelta
+
+    fake, env, secret, tmp = graph
+    done = graph_connect(env, fake, secret)
+    assert done.returncode == 0, done.stderr
+    assert fake.client_secret not in done.stdout + done.stderr
+    files = [p for p in (tmp / "tokens").rglob("*") if p.is_file()]
+    assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
+    shown = invoke(env, "outlook", "status", "--user", "alice", "--check")
+    assert shown.returncode == 0 and fake.mailbox in shown.stdout, shown.stderr
+    day = date.today() + timedelta(days=3)
+    invoke(env, "agenda", "add", "--user", "alice", "--subject", "Revue", "--start",
+           f"{day} 10:00")
+    closed = invoke(env, "sync", "close", "--user", "alice")
+    assert closed.returncode == 0 and "outlook: 1 created" in closed.stdout, closed.stdout
+    assert [e["subject"] for e in fake.events()] == ["Revue"]
+    assert fake.invitations == [], "no invitation ever"
+    gone = invoke(env, "outlook", "disconnect", "--user", "alice")
+    assert gone.returncode == 0 and "removed" in gone.stdout
+    assert not [p for p in (tmp / "tokens").rglob("*") if p.is_file()]
+
+
+def test_microsoft_365_refusals_are_one_line(graph):
+    fake, env, secret, tmp = graph
+    secret.write_text("wrong\n")
+    one_error(graph_connect(env, fake, secret), "invalid_client")
+    one_error(invoke(env, "outlook", "connect", "--user", "alice", "--graph"),
+              "--tenant and --client-id")
+    one_error(invoke(env, "outlook", "connect", "--user", "alice", "--graph", "--tenant",
+                     fake.tenant, "--client-id", fake.client_id, "--client-secret-file",
+                     str(secret)), "--mailbox")
+    assert "not connected" in invoke(env, "outlook", "status", "--user", "alice").stdout

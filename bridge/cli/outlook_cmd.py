@@ -12,11 +12,13 @@ from typing import Annotated, NoReturn
 import typer
 
 from bridge.store import Store, open_store
-from bridge.targets import outlook_auth
+from bridge.targets import graph_auth, outlook_auth
+from bridge.targets.base import ReconnectNeeded, TargetStopped
 from bridge.targets.outlook_auth import OutlookConnectError
 
 outlook_app = typer.Typer(no_args_is_help=True, help=(
-    "A user's Outlook connection (Exchange through EWS): connect, status, disconnect. "
+    "A user's Outlook connection (Exchange through EWS, or Microsoft 365 through Graph): "
+    "connect, status, disconnect. "
     "Secrets are kept in $GESTAN_BRIDGE_TOKEN_DIR, mode 0600, never shown."))
 
 DbOption = Annotated[str | None, typer.Option(
@@ -50,26 +52,71 @@ def _read_secret(path: Path) -> str:
 @outlook_app.command("connect")
 def connect(
     user: UserOption,
-    email: Annotated[str, typer.Option(help="The mailbox's e-mail address.")],
-    username: Annotated[str, typer.Option(help="The Exchange login (DOMAIN\\\\user or UPN).")],
-    password_file: Annotated[Path, typer.Option(
-        "--password-file", dir_okay=False, help="A file holding the password (one line).")],
+    email: Annotated[str | None, typer.Option(help="EWS: the mailbox's e-mail address.")
+                     ] = None,
+    username: Annotated[str | None, typer.Option(
+        help="EWS: the Exchange login (DOMAIN\\\\user or UPN).")] = None,
+    password_file: Annotated[Path | None, typer.Option(
+        "--password-file", dir_okay=False, help="EWS: a file holding the password.")] = None,
     ews_url: Annotated[str | None, typer.Option(
-        "--ews-url", help="https://SERVER/EWS/Exchange.asmx (default: autodiscover from "
-        "the e-mail address).")] = None,
-    auth: Annotated[str, typer.Option(help="basic or ntlm.")] = "basic",
+        "--ews-url", help="EWS: https://SERVER/EWS/Exchange.asmx (default: autodiscover "
+        "from the e-mail address).")] = None,
+    auth: Annotated[str, typer.Option(help="EWS: basic or ntlm.")] = "basic",
+    graph: Annotated[bool, typer.Option(
+        "--graph", help="Microsoft 365 through Microsoft Graph instead of EWS.")] = False,
+    tenant: Annotated[str | None, typer.Option(help="Graph: the tenant (id or domain).")
+                      ] = None,
+    client_id: Annotated[str | None, typer.Option(
+        "--client-id", help="Graph: the registered application's id.")] = None,
+    client_secret_file: Annotated[Path | None, typer.Option(
+        "--client-secret-file", dir_okay=False,
+        help="Graph: the app's secret (admin-consented app); without it a person signs in "
+        "with a device code.")] = None,
+    mailbox: Annotated[str | None, typer.Option(
+        help="Graph with an app secret: the mailbox to sync.")] = None,
     db: DbOption = None,
 ) -> None:
-    """Connect the user's Exchange mailbox (the password is checked before it is kept)."""
+    """Connect the user's Outlook: an Exchange mailbox (EWS) or Microsoft 365 (--graph).
+    The credentials are checked before anything is kept; a new connection replaces any
+    other."""
     _require_user(db, user)
+    if graph:
+        described = _connect_graph(user, tenant, client_id, client_secret_file, mailbox)
+        outlook_auth.disconnect(user)
+    else:
+        if not (email and username and password_file):
+            _fail("an Exchange mailbox needs --email, --username and --password-file (or "
+                  "--graph for Microsoft 365)")
+        try:
+            found = outlook_auth.connect_ews(user, email=email, username=username,
+                                             password=_read_secret(password_file),
+                                             ews_url=ews_url, auth_type=auth)
+        except OutlookConnectError as exc:
+            _fail(str(exc))
+        graph_auth.disconnect(user)
+        described = f"{found.describe()}; kept in {outlook_auth.connection_path(user)}"
+    typer.echo(f"{user}: connected to {described} (mode 0600)")
+
+
+def _connect_graph(user: str, tenant: str | None, client_id: str | None,
+                   secret_file: Path | None, mailbox: str | None) -> str:
+    if not (tenant and client_id):
+        _fail("Microsoft 365 needs --tenant and --client-id")
     try:
-        found = outlook_auth.connect_ews(user, email=email, username=username,
-                                         password=_read_secret(password_file),
-                                         ews_url=ews_url, auth_type=auth)
-    except OutlookConnectError as exc:
+        if secret_file is not None:
+            if not mailbox:
+                _fail("an app secret syncs one mailbox: give --mailbox EMAIL")
+            found = graph_auth.connect_app(user, tenant, client_id, _read_secret(secret_file),
+                                           mailbox)
+        else:
+            auth, flow = graph_auth.start_device_flow(user, tenant, client_id)
+            typer.echo(flow.get("message") or f"sign in with the code {flow['user_code']}")
+            found = graph_auth.finish_device_flow(user, auth, flow)
+    except (graph_auth.ConnectError, ReconnectNeeded, TargetStopped) as exc:
         _fail(str(exc))
-    typer.echo(f"{user}: connected to {found.describe()}; kept in "
-               f"{outlook_auth.connection_path(user)} (mode 0600)")
+    return (f"Microsoft 365 (Graph) mailbox {found.mailbox or '(signed-in account)'} of "
+            f"tenant {found.tenant}, {'app' if found.kind == graph_auth.APP else 'user'} "
+            f"sign-in; kept in {found.path}")
 
 
 @outlook_app.command("status")
@@ -82,6 +129,17 @@ def status(
 ) -> None:
     """Say whether the user's Outlook is connected (never shows a secret)."""
     _require_user(db, user)
+    graph = graph_auth.connection(user)
+    if graph is not None:
+        typer.echo(f"{user}: connected to Microsoft 365 (Graph) mailbox "
+                   f"{graph.mailbox or '(signed-in account)'} of tenant {graph.tenant}")
+        if check:
+            try:
+                graph_auth.check(user)
+            except (ReconnectNeeded, TargetStopped) as exc:
+                _fail(str(exc))
+            typer.echo(f"{user}: Microsoft accepts the stored connection")
+        return
     try:
         found = outlook_auth.load(user)
     except OutlookConnectError as exc:
@@ -103,7 +161,7 @@ def status(
 def disconnect(user: UserOption, db: DbOption = None) -> None:
     """Forget the user's Outlook connection and its secrets."""
     _require_user(db, user)
-    if outlook_auth.disconnect(user):
+    if outlook_auth.disconnect(user) | graph_auth.disconnect(user):
         typer.echo(f"{user}: Outlook connection removed")
     else:
         typer.echo(f"{user}: no Outlook connection was kept")

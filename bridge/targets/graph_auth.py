@@ -38,7 +38,7 @@ import msal
 import requests
 
 from bridge.targets.base import ReconnectNeeded, TargetStopped
-from bridge.targets.google_auth import token_dir
+from bridge.targets.secrets import private_dir, token_dir, write_private
 
 __all__ = ["APP", "DEVICE", "ConnectError", "GraphAuth", "GraphConnection", "check",
            "connect_app", "connection", "disconnect", "finish_device_flow", "load",
@@ -82,28 +82,10 @@ def graph_dir(login: str, directory: Path | None = None) -> Path:
     return (directory or token_dir()) / "graph" / urllib.parse.quote(login, safe="")
 
 
-def _private_dir(path: Path) -> None:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for part in (path, path.parent):
-        if part.stat().st_mode & 0o077:
-            part.chmod(0o700)
-
-
 def _write_private(path: Path, data: bytes) -> None:
-    """Write a 0600 file atomically (a temporary file renamed over the old one)."""
-    _private_dir(path.parent)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
-        raise
+    """A 0600 file written atomically; its directory and the graph/ one above it 0700."""
+    private_dir(path.parent.parent)
+    write_private(path, data)
 
 
 @dataclass(frozen=True)
