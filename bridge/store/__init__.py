@@ -384,6 +384,10 @@ class Store:
         with self.writing() as conn:
             sync_tables.finish_run(conn, run_id, status, message, counts, now_utc())
 
+    def previous_close_finished(self, user_id: int, target: str, before: int) -> bool:
+        with self.reading() as conn:
+            return sync_tables.previous_close_finished(conn, user_id, target, before)
+
     def sync_runs(self, user_id: int, limit: int = 20) -> list[RunRecord]:
         with self.reading() as conn:
             return sync_tables.runs(conn, user_id, limit)

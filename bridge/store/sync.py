@@ -311,6 +311,16 @@ def finish_run(conn: Connection, run_id: int, status: str, message: str, counts:
         finished_at=now))
 
 
+def previous_close_finished(conn: Connection, user_id: int, target: str, before: int) -> bool:
+    """Whether the user's last close on ``target`` before run ``before`` finished (status
+    ok), or there was none: then everything it created remotely is linked."""
+    status = conn.execute(select(sync_runs.c.status).where(
+        sync_runs.c.user_id == user_id, sync_runs.c.target == target,
+        sync_runs.c.direction == "close", ~sync_runs.c.dry_run, sync_runs.c.id < before)
+        .order_by(sync_runs.c.id.desc()).limit(1)).scalar_one_or_none()
+    return status in (None, "ok")
+
+
 def runs(conn: Connection, user_id: int, limit: int = 20) -> list[RunRecord]:
     rows = conn.execute(select(sync_runs).where(sync_runs.c.user_id == user_id)
                         .order_by(sync_runs.c.id.desc()).limit(limit))

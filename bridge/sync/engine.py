@@ -495,6 +495,9 @@ class SyncRun:
         self._links = links
         self._merged_ids: set[int] = set()
         self._unsaved: list[Link] = []
+        # after a close that did not finish, a create may have been made but not linked
+        self._may_exist = not self.store.previous_close_finished(
+            self.user.id, target, self._run_id or 0)
         # Deletions are counted before anything is read or written (the mass-delete guard);
         # the rest is decided and written a slice at a time, so that each text is parsed
         # once (the parse cache holds a slice) and memory stays flat.
@@ -570,7 +573,7 @@ class SyncRun:
                 action: Action) -> WriteOp | None:
         if action is Action.CREATE and link is None:
             return WriteOp(WriteKind.CREATE, obj.uid, obj.ics, local_id=obj.id,
-                           parsed=self._parse(obj.ics))
+                           parsed=self._parse(obj.ics), may_exist=self._may_exist)
         if action is Action.UPDATE and link.parts and obj.is_series \
                 and not self.options.dry_run:
             return self._series_update(report, obj, link)

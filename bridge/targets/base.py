@@ -65,6 +65,10 @@ class WriteOp:
     # the engine's reading of ``ics`` when it has one (a target may use it rather than
     # parse the text again; it means exactly what ``ics`` means)
     parsed: ParsedObject | None = None
+    # create only: False when no earlier attempt of it can exist remotely (every earlier
+    # close of this target finished and recorded what it made), so a target without
+    # client-chosen ids may skip looking the stamped Gestan UID up; True: look it up
+    may_exist: bool = True
 
 
 class WriteError(StrEnum):

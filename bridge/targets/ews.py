@@ -419,6 +419,8 @@ class EwsTarget:
     def _stamped(self, uids: list[str]) -> dict[str, str]:
         """Gestan UID → item id of what an earlier run already made (FindItem on our
         extended property: one request for up to 100 UIDs, a scan of our items beyond)."""
+        if not uids:
+            return {}
         folder = self._bound()
         found: dict[str, str] = {}
         if len(uids) <= CHUNK:
@@ -434,7 +436,8 @@ class EwsTarget:
 
     def _create(self, creates: list[_Write], on_result: Callable[[WriteResult], None]
                 ) -> list[_Write]:
-        existing = self._stamped([p.op.uid for p in creates])
+        # only creates an unfinished earlier close may have made are looked for
+        existing = self._stamped([p.op.uid for p in creates if p.op.may_exist])
         fresh: list[_Write] = []
         for pending in creates:
             item_id = existing.get(pending.op.uid)

@@ -709,7 +709,8 @@ class GraphTarget:
                   ) -> list[_Plan]:
         """Creates whose Gestan UID is already stamped on an event (an earlier attempt made
         it): answered EXISTS with that event; the others go on."""
-        creates = [p for p in plans if p.op.kind is WriteKind.CREATE]
+        # only creates an unfinished earlier close may have made are looked for
+        creates = [p for p in plans if p.op.kind is WriteKind.CREATE and p.op.may_exist]
         if not creates:
             return plans
         found: dict[int, str] = {}
