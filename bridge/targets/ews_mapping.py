@@ -338,7 +338,7 @@ def pattern_of(rule: vRecur, start_local: datetime) -> Any:
     setpos = [int(p) for p in _values(rule, "BYSETPOS")]
     if len(months) > 1:
         raise Unsupported("several BYMONTH values")
-    if len(monthdays) > 1 and not (sorted(monthdays) == [-1, monthdays[-1]] and setpos == [1]
+    if len(monthdays) > 1 and not (sorted(monthdays) == [-1, max(monthdays)] and setpos == [1]
                                    and 29 <= max(monthdays) <= 30):
         raise Unsupported("several BYMONTHDAY values")
     weekday_start = start_local.isoweekday()
@@ -372,7 +372,7 @@ def pattern_of(rule: vRecur, start_local: datetime) -> Any:
         return RelativeMonthlyPattern(interval=interval, weekday=weekday, week_number=ordinal)
     if setpos and not monthdays:
         raise Unsupported("BYSETPOS without BYDAY")
-    day = _monthday(monthdays, setpos, start_local.day)
+    day = _monthday(monthdays, setpos, start_local.day, month if yearly else None)
     if yearly:
         return AbsoluteYearlyPattern(day_of_month=day, month=month)
     return AbsoluteMonthlyPattern(interval=interval, day_of_month=day)
@@ -402,7 +402,14 @@ def _relative(days: list[tuple[int | None, int]], setpos: list[int]) -> tuple[in
     raise Unsupported("BYSETPOS over these days has no Exchange equivalent")
 
 
-def _monthday(monthdays: list[int], setpos: list[int], start_day: int) -> int:
+# The fewest days each month has: a yearly day up to this exists every year.
+_SHORTEST_MONTH = {1: 31, 2: 28, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31,
+                   11: 30, 12: 31}
+
+
+def _monthday(monthdays: list[int], setpos: list[int], start_day: int,
+              month: int | None = None) -> int:
+    """Exchange's day of the month for BYMONTHDAY (``month``: a yearly rule's month)."""
     if len(monthdays) == 2:          # BYMONTHDAY=29,-1;BYSETPOS=1: as Exchange's day 29/30
         return max(monthdays)
     day = monthdays[0] if monthdays else start_day
@@ -410,7 +417,8 @@ def _monthday(monthdays: list[int], setpos: list[int], start_day: int) -> int:
         raise Unsupported("BYSETPOS with BYMONTHDAY")
     if day == -1:
         return 31                    # the last day: Exchange's 31 falls back to it
-    if day < 1 or day > 28:
+    longest_safe = _SHORTEST_MONTH[month] if month else 28
+    if day < 1 or day > longest_safe:
         raise Unsupported(f"day {day} of the month: Exchange would move it to the last "
                           "day of shorter months")
     return day
