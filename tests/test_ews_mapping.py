@@ -396,6 +396,7 @@ def test_an_exdate_of_no_occurrence_is_not_written():
     ("20270330", "FREQ=MONTHLY", "day 30 of the month: Exchange would move it"),
     ("20270129", "FREQ=MONTHLY;BYMONTHDAY=29", "day 29 of the month"),
     ("20270315", "FREQ=MONTHLY;BYMONTHDAY=-2", "day -2 of the month"),
+    ("20280229", "FREQ=YEARLY", "day 29 of the month"),
     ("20270315", "FREQ=WEEKLY;BYDAY=TU", "start is not one of its own occurrences"),
     ("20270315", "FREQ=MONTHLY;BYMONTHDAY=20", "start is not one of its own occurrences"),
     ("20270315", "FREQ=DAILY;COUNT=1000", r"more than 999 occurrences \(COUNT=1000\)"),
@@ -422,12 +423,9 @@ def test_a_single_is_never_refused_for_its_rule():
     assert plan_of(vcal(*timed("20270330"), "SUMMARY:S")).master.recurrence is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rule_of writes Exchange's monthly day 29/30 as BYMONTHDAY=30,-1;BYSETPOS=1, but "
-    "pattern_of's check sorted(monthdays) == [-1, monthdays[-1]] only passes when -1 comes "
-    "first: an Outlook series 'day 30 of every month' read into Gestan is refused as "
-    "'several BYMONTHDAY values' when pushed back after a Gestan edit"))
 def test_an_outlook_day_30_monthly_series_can_be_pushed_back():
+    """Exchange's day 30 reads as BYMONTHDAY=30,-1;BYSETPOS=1 (the 30th, or the last day
+    of a shorter month), which must be accepted again when Gestan edits the series."""
     item = CalendarItem(subject="Loyer", start=EWSDateTime(2027, 1, 30, 8, tzinfo=UTC),
                         end=EWSDateTime(2027, 1, 30, 9, tzinfo=UTC), is_all_day=False)
     item._start_timezone = EWSTimeZone.from_ms_id("Romance Standard Time")
@@ -441,11 +439,16 @@ def test_an_outlook_day_30_monthly_series_can_be_pushed_back():
     assert plan_of(ics).master.recurrence.pattern == item.recurrence.pattern
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "pattern_of sends yearly rules through _monthday, which refuses days 29-31 as "
-    "'Exchange would move it to the last day of shorter months': a yearly series on March "
-    "30 (every March has one) is refused though AbsoluteYearlyPattern(day 30, March) holds "
-    "it exactly; the module docstring names the monthly case only"))
+@pytest.mark.parametrize(("day", "month"), [("20270330", 3), ("20270131", 1),
+                                            ("20270430", 4)])
+def test_a_yearly_day_every_year_has_is_held(day: str, month: int):
+    ics = vcal(*timed(day), "SUMMARY:S", "RRULE:FREQ=YEARLY;COUNT=3")
+    assert plan_of(ics).master.recurrence.pattern == AbsoluteYearlyPattern(
+        day_of_month=int(day[-2:]), month=month)
+    assert content_key(round_trip(ics), TZ) == content_key(ics, TZ)
+    assert starts(round_trip(ics, stamped=False)) == starts(ics)
+
+
 def test_a_yearly_series_on_march_30_is_held():
     ics = vcal(*timed("20270330"), "SUMMARY:S", "RRULE:FREQ=YEARLY;COUNT=3")
     assert plan_of(ics).master.recurrence.pattern == AbsoluteYearlyPattern(day_of_month=30,
