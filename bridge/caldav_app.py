@@ -129,7 +129,8 @@ class GestanApplication(radicale.Application):
     def __init__(self, configuration) -> None:
         super().__init__(configuration)
         self.store = store_for(configuration)
-        self.sync_trigger = SyncTrigger(self.store)
+        self.sync_trigger = SyncTrigger(self.store,
+                                        failure_delay=configuration.get("auth", "delay"))
         self.fast_reports: FastReports | None = FastReports(self.store, self._rights,
                                                             self._encoding)
 

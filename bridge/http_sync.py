@@ -33,6 +33,7 @@ import base64
 import binascii
 import json
 import logging
+import time
 import urllib.parse
 from http import client
 
@@ -84,8 +85,9 @@ def _flag(value) -> bool:
 
 
 class SyncTrigger:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, failure_delay: float = 1.0) -> None:
         self.store = store
+        self.failure_delay = failure_delay
 
     def __call__(self, environ, start_response):
         try:
@@ -135,8 +137,9 @@ class SyncTrigger:
             login, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise _Refused(401, "malformed credentials", challenge) from None
-        user = self.store.authenticate(login, password)
+        user = self.store.authenticate(login, password, environ.get("REMOTE_ADDR"))
         if user is None:
+            time.sleep(self.failure_delay)  # as Radicale's [auth] delay does for CalDAV
             raise _Refused(401, "wrong login or password", challenge)
         return user
 

@@ -12,6 +12,7 @@ class Auth(auth.BaseAuth):
         super().__init__(configuration)
         self._store = store_for(configuration)
 
-    def _login(self, login: str, password: str) -> str:
-        user = self._store.authenticate(login, password)
+    def _login_ext(self, login: str, password: str, context: auth.AuthContext) -> str:
+        """The address goes with the check: failures are counted per address too."""
+        user = self._store.authenticate(login, password, context.remote_addr)
         return user.login if user else ""

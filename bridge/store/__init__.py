@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,12 +29,14 @@ from bridge.store.engine import database_url, make_engine, migrate, write_option
 from bridge.store.objects import ObjectChanged, UidConflict
 from bridge.store.records import Action, ActionType, StoredObject, User
 from bridge.store.sync import Link, RunItem, RunRecord, SyncState
-from bridge.store.users import LoginCache, UserError
+from bridge.store.users import LoginCache, LoginGuard, UserError
 
 __all__ = ["Action", "ActionType", "EventData", "ImportReport", "InvalidObject", "Link",
            "ObjectChanged", "PullWrite",
            "RunItem", "RunRecord", "Store", "StoredObject", "SyncState", "UidConflict", "User",
            "UserError", "open_store"]
+
+logger = logging.getLogger("gestan_bridge")
 
 SYNC_TOKEN_PREFIX = "http://gestan-bridge.invalid/ns/sync/"
 
@@ -60,6 +63,7 @@ class Store:
         self.engine = make_engine(self.url)
         migrate(self.engine)
         self._logins = LoginCache()
+        self._guard = LoginGuard()
 
     # -------------------------------------------------------------- transactions
     @contextlib.contextmanager
@@ -95,12 +99,31 @@ class Store:
         with self.reading() as conn:
             return users.all_users(conn)
 
-    def authenticate(self, login: str, password: str) -> User | None:
-        """The user if the password is right (bcrypt, with a short cache of successes)."""
+    def authenticate(self, login: str, password: str, address: str | None = None
+                     ) -> User | None:
+        """The user if the password is right (bcrypt, with a short cache of successes).
+
+        The same cost whether the login exists or not; failures are counted (per login, and
+        per address for unknown logins) and a login past its limit is refused for a while,
+        logged (:class:`bridge.store.users.LoginGuard`)."""
         user = self.user(login)
-        if user is None or not password:
+        known = user is not None
+        wait = self._guard.blocked(login, address, known)
+        if wait is not None:
+            logger.warning("login %r from %s refused: too many failed logins, %d s more",
+                           login[:64], address or "?", int(wait))
             return None
-        return user if self._logins.check(user, password) else None
+        if user is None:
+            self._logins.burn(password)
+            ok = False
+        else:
+            ok = bool(password) and self._logins.check(user, password)
+        if ok:
+            self._guard.succeeded(login)
+            return user
+        self._guard.failed(login, address, known)
+        logger.info("failed login %r from %s", login[:64], address or "?")
+        return None
 
     # -------------------------------------------------------------- CalDAV view
     def calendar_object(self, user_id: int, href: str, with_ics: bool = True

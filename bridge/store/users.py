@@ -27,6 +27,10 @@ class UserError(ValueError):
     """A user-facing error about users (unknown login, bad value...)."""
 
 
+# Checked against for logins that do not exist, at the same cost as real hashes.
+_DUMMY_HASH = bcrypt.hashpw(b"no such user", bcrypt.gensalt(BCRYPT_ROUNDS))
+
+
 def hash_password(password: str) -> str:
     if not password:
         raise UserError("the password must not be empty")
@@ -113,6 +117,55 @@ def next_revision(conn: Connection, user_id: int) -> int:
         .values(revision=users.c.revision + 1).returning(users.c.revision)).scalar_one()
 
 
+class LoginGuard:
+    """Counts failed logins, to stop guessing without locking an office out.
+
+    Per login: after ``per_login`` failures within ``window`` seconds, that login is refused
+    (even with the right password) until the window has passed. Per address, for logins
+    that do not exist: after ``per_address`` such failures, unknown logins from that address
+    are refused; users who exist keep logging in from it (an office behind one router,
+    Gestan calling from one host).
+    """
+
+    def __init__(self, per_login: int = 10, per_address: int = 20, window: float = 900.0,
+                 clock=time.monotonic) -> None:
+        self.per_login, self.per_address, self.window = per_login, per_address, window
+        self._clock = clock
+        self._failures: dict[tuple[str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
+        times = [t for t in self._failures.get(key, []) if now - t < self.window]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        return times
+
+    def blocked(self, login: str, address: str | None, known: bool) -> float | None:
+        """Seconds until ``login`` may try again, or None when it may now."""
+        now = self._clock()
+        with self._lock:
+            keys = [("login", login)] if known else [("address", address or "")]
+            for key in keys:
+                times = self._recent(key, now)
+                limit = self.per_login if key[0] == "login" else self.per_address
+                if len(times) >= limit:
+                    return self.window - (now - times[-limit])
+        return None
+
+    def failed(self, login: str, address: str | None, known: bool) -> None:
+        key = ("login", login) if known else ("address", address or "")
+        with self._lock:
+            self._failures.setdefault(key, []).append(self._clock())
+            if len(self._failures) > 100_000:  # bounded memory under a flood
+                self._failures.clear()
+
+    def succeeded(self, login: str) -> None:
+        with self._lock:
+            self._failures.pop(("login", login), None)
+
+
 class LoginCache:
     """Remembers recent successful bcrypt checks: phones authenticate on every request.
 
@@ -125,18 +178,34 @@ class LoginCache:
         self._salt = os.urandom(16)
         self._entries: dict[tuple[str, bytes], float] = {}
         self._lock = threading.Lock()
+        self._flights: dict[str, threading.Lock] = {}
+
+    def _flight(self, login: str) -> threading.Lock:
+        with self._lock:
+            if len(self._flights) > 10_000:
+                self._flights.clear()
+            return self._flights.setdefault(login, threading.Lock())
+
+    @staticmethod
+    def burn(password: str) -> None:
+        """A bcrypt check as costly as a real one, for a login that does not exist: the
+        answer takes as long whether the user exists or not (no user enumeration)."""
+        bcrypt.checkpw(password.encode("utf-8"), _DUMMY_HASH)
 
     def check(self, user: User, password: str) -> bool:
+        """Whether ``password`` is the user's; one bcrypt check per user at a time (fifty
+        phones logging in at once wait for the first check, then find it cached)."""
         key = (user.password_hash, hashlib.sha256(self._salt + password.encode()).digest())
+        with self._flight(user.login):
+            with self._lock:
+                expiry = self._entries.get(key)
+            if expiry and expiry > time.monotonic():
+                return True
+            try:
+                ok = bcrypt.checkpw(password.encode("utf-8"), user.password_hash.encode())
+            except ValueError:
+                ok = False
         now = time.monotonic()
-        with self._lock:
-            expiry = self._entries.get(key)
-        if expiry and expiry > now:
-            return True
-        try:
-            ok = bcrypt.checkpw(password.encode("utf-8"), user.password_hash.encode())
-        except ValueError:
-            ok = False
         if ok:
             with self._lock:
                 if len(self._entries) > 10000:
