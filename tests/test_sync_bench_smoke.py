@@ -1,5 +1,5 @@
 """The sync benchmark at a tiny size, so that it cannot rot (figures live in bench/, not in
-assertions on timings): every row runs and its answer is checked."""
+assertions on timings): every row runs and its answer is checked, on Google, EWS and Graph."""
 
 from __future__ import annotations
 
@@ -40,8 +40,37 @@ def test_sync_bench_runs_and_checks_its_answers(tmp_path):
     assert first["ratio_cpu"] == first["cpu_s"] / first["icalendar_cpu_s"]
     assert set(figures["targets_met"]) == {
         "first_open_3x", "initial_push_cpu", "open_after_series_close", "initial_push",
-        "close_nothing_changed", "open_nothing_changed", "series_3x"}
+        "close_nothing_changed", "open_nothing_changed", "series_3x",
+        *(f"{kind}_{row}" for kind in ("ews", "graph")
+          for row in ("initial_push", "close_nothing_changed", "open_nothing_changed"))}
     assert figures["series"]["occurrences"] > 20
+    # issue 9: the same rows on Exchange (EWS) and Microsoft 365 (Graph), counted by the fakes
+    assert figures["targets"] == ["google", "ews", "graph"]
+    for kind in ("ews", "graph"):
+        rows = figures[kind]
+        assert rows["in_window"] == google["in_window"]
+        push = rows["initial_push"]
+        assert push["remote"] == {"created": google["in_window"], "updated": 0, "deleted": 0}
+        assert 0 < push["cpu_s"] <= push["wall_s"] and push["requests"] >= 2
+        assert rows["close_nothing_changed"]["requests"] == 0
+        assert rows["open_nothing_changed"]["requests"] == 1
+        assert rows["open_one_change"]["gestan"] == {"created": 0, "updated": 1, "deleted": 0}
+        assert rows["close_one_change"]["remote"] == {"created": 0, "updated": 0, "deleted": 1}
+    assert "CreateItem" in figures["ews"]["initial_push"]["seen"]
+    assert figures["ews"]["open_nothing_changed"]["seen"] == "SyncFolderItems"
+    assert "$batch" in figures["graph"]["initial_push"]["seen"]
+    assert "token" not in figures["graph"]["open_nothing_changed"]["seen"]
+
+
+def test_targets_option_runs_only_those(tmp_path):
+    out = tmp_path / "outlook.json"
+    assert sync_bench.main(["--n", "30", "--targets", "graph,ews", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["targets"] == ["graph", "ews"]
+    assert "google" not in figures and "first_open" not in figures
+    assert figures["graph"]["initial_push"]["remote"]["created"] == figures["ews"]["in_window"]
+    with pytest.raises(SystemExit):
+        sync_bench.main(["--targets", "google,icloud"])
 
 
 def test_a_wrong_answer_stops_the_bench(monkeypatch):
@@ -56,3 +85,29 @@ def test_a_wrong_answer_stops_the_bench(monkeypatch):
     with pytest.raises(SystemExit, match="answer check failed: first open"):
         sync_bench.main(["--n", "20", "--series", "5", "--open-n", "20", "--open-series",
                          "2", "--repeats", "1"])
+
+
+def test_an_ews_write_that_may_invite_stops_the_bench(monkeypatch):
+    """SendToNone is checked on every EWS write the fake saw."""
+    monkeypatch.setattr("bridge.targets.ews.SEND_TO_NONE", "SendToAllAndSaveCopy")
+    with pytest.raises(SystemExit, match="answer check failed: EWS: initial_push: a "
+                                         "CreateItem with SendMeetingInvitations="):
+        sync_bench.main(["--n", "20", "--targets", "ews"])
+
+
+def test_a_graph_invitation_stops_the_bench(monkeypatch):
+    """Invitations mailed by the Graph fake are checked after every run (every tenth
+    appointment of the bench has an invited client)."""
+    from bridge.targets import graph
+
+    real = graph.to_graph
+
+    def with_attendees(*args, **kwargs):
+        body, series = real(*args, **kwargs)
+        body["attendees"] = [{"emailAddress": {"address": "client@example.com"}}]
+        return body, series
+
+    monkeypatch.setattr(graph, "to_graph", with_attendees)
+    with pytest.raises(SystemExit, match=r"answer check failed: Graph: initial_push: \d+ "
+                                         "invitations mailed"):
+        sync_bench.main(["--n", "20", "--targets", "graph"])
