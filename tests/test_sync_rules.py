@@ -521,3 +521,31 @@ def test_sync_unlock_frees_another_hosts_lock(store: Store):
     assert done.returncode == 0 and "removed" in done.stdout and f"#{run_id}" in done.stdout
     assert store.take_sync_lock(alice.id, "next:1:y", timedelta(minutes=1)) is None
     assert store.sync_runs(alice.id)[0].status == "interrupted"
+
+
+def test_a_series_a_stopped_close_left_half_written_is_completed_not_pulled(
+        remote: Remote, store: Store):
+    """A close stopped after making a series remotely but before writing its moved
+    occurrence (and before linking it): the next open must not take that half-written
+    series for a remote edit; the next close completes it."""
+    from bridge.targets.base import WriteKind, WriteOp
+
+    phone_series(store, "demi-1", "Cours", 1, 5)
+    obj = the_object(store)
+    half = obj.ics  # what the stopped close had written: the series without the move
+    target = remote.target()
+    store.save_sync_state(store.user("alice").id, target.name,
+                          calendar_id=target.bind(None))
+    results = []
+    target.write([WriteOp(WriteKind.CREATE, obj.uid, half, local_id=obj.id)],
+                 results.append)
+    assert results and results[0].error is None
+    starts = sorted(a.event.start for a in store.agenda("alice"))
+    phone_edits_occurrence(store, starts[2], "Cours déplacé")
+    report = pull(store, remote)
+    assert report.conflicts == [] and report.gestan.updated == 0
+    assert "Cours déplacé" in subjects(store), "Gestan's occurrence is kept"
+    push(store, remote)
+    [seen] = remote.live()
+    assert "Cours déplacé" in remote_summaries(remote, seen.remote_id), "completed"
+    assert len(remote.live()) == 1

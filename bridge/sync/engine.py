@@ -59,6 +59,7 @@ MAX_DECISIONS = 3   # a Gestan object changed under the run is decided again, th
 PULL_BATCH = 100    # writes of an open per transaction (phones wait at most that long)
 LINKS_PER_TRANSACTION = 50  # links recorded after a close's writes, per transaction
 ITEMS_PER_TRANSACTION = 100  # audit log items written as the run goes
+UNFINISHED = "unfinished"   # a link's local key when Gestan's version is not yet written
 PUSH_SLICE = 500    # objects of a close decided, then written, at a time
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -123,6 +124,7 @@ class _PullStep:
     decision: Decision = Decision(Action.NOTHING)
     merged: str | None = None   # a series merged per occurrence: what Gestan gets
     clashes: frozenset[str] = frozenset()  # occurrences both sides changed
+    adopt: bool = False   # our own unfinished write: link it, leave Gestan as it is
 
 
 class SyncRun:
@@ -301,6 +303,7 @@ class SyncRun:
         if not self.options.dry_run:
             self.store.refresh_series(login, now=self.now)
         state = self._bind()
+        self._pushed_revision = state.pushed_revision
         links = {link.remote_id: link for link in self.store.sync_links(self.user.id, target)}
         listing = self._listing(state, links)
         report.skipped.extend(listing.unreadable)
@@ -351,6 +354,15 @@ class SyncRun:
         source = Present(remote_key) if remote_key else ABSENT
         state = LinkState(link.remote_hash, link.local_hash) if link else None
         step.decision = decide(source, dest, state)
+        if (link is None and local is not None and not local.deleted and remote.ics
+                and remote.foreign_uid == local.uid and step.decision.action is Action.UPDATE
+                and local.revision > self._pushed_revision):
+            # Our own write that a close did not finish (a series whose occurrences were
+            # not all written when it stopped): Gestan's version is the truth, the next
+            # close completes it. Linked as "not agreed", nothing pulled.
+            step.decision = Decision(Action.LINK)
+            step.adopt = True
+            return
         if (step.decision.action is Action.UPDATE and step.decision.conflict and link
                 and link.parts and isinstance(dest, Present)):
             step.decision, step.merged, step.clashes = self._per_occurrence(
@@ -448,9 +460,11 @@ class SyncRun:
         if action is Action.DELETE:
             return PullWrite(None, link, local)
         if action is Action.LINK:
+            # adopted: no agreed version (the next close writes Gestan's whole)
             self.store.save_link(self.user.id, target, Link(
-                local.id, remote.remote_id, remote.etag, self._key(local.ics), remote_key,
-                parts, remote.pieces))
+                local.id, remote.remote_id, remote.etag,
+                UNFINISHED if step.adopt else self._key(local.ics), remote_key,
+                None if step.adopt else parts, remote.pieces))
         elif action is Action.FORGET and link is not None:
             self.store.forget_link(self.user.id, target, link.object_id)
         return None

@@ -312,7 +312,8 @@ class EwsTarget:
         for first in range(0, len(wanted), CHUNK):
             chunk = wanted[first:first + CHUNK]
             found += [i for i in self._call("GetItem", lambda c=chunk: list(
-                self.account.fetch(ids=c))) if isinstance(i, CalendarItem)]
+                self.account.fetch(ids=c, folder=self._bound())))
+                if isinstance(i, CalendarItem)]
         return found
 
     def _get(self, ids: list[tuple[str, str | None]]) -> list[Any]:
@@ -320,7 +321,8 @@ class EwsTarget:
         found: list[Any] = []
         for first in range(0, len(ids), CHUNK):
             chunk = ids[first:first + CHUNK]
-            found += self._call("GetItem", lambda c=chunk: list(self.account.fetch(ids=c)))
+            found += self._call("GetItem", lambda c=chunk: list(
+                self.account.fetch(ids=c, folder=self._bound())))
         return found
 
     def _objects(self, masters: list[Any]) -> tuple[list[RemoteObject], list[tuple[str, str]]]:
@@ -631,7 +633,7 @@ class EwsTarget:
         for first in range(0, len(ids), CHUNK):
             chunk = ids[first:first + CHUNK]
             for item in self._call("GetItem", lambda c=chunk: list(self.account.fetch(
-                    ids=c, only_fields=["changekey"]))):
+                    ids=c, folder=self._bound(), only_fields=["changekey"]))):
                 if isinstance(item, CalendarItem):
                     found[item.id] = item.changekey
         for pending in writes:
