@@ -46,7 +46,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -75,7 +75,7 @@ from bridge.targets.google_mapping import google_to_ics  # noqa: E402
 from bridge.targets.graph import PROP_ID, build_target  # noqa: E402
 from tests.fakes.ews import FakeEws  # noqa: E402
 from tests.fakes.google_calendar import FakeGoogleCalendar  # noqa: E402
-from tests.fakes.graph import FakeGraph  # noqa: E402
+from tests.fakes.graph import FakeGraph, ca_bundle  # noqa: E402
 
 CALENDAR = "Gestan RDV"
 LOGIN, TZ = "alice", "Europe/Paris"
@@ -400,20 +400,6 @@ class EwsSide:
         self.fake.modify(remote_id, Subject=subject)   # as Outlook would: not counted
 
 
-@contextlib.contextmanager
-def ca_bundle(path: str) -> Iterator[None]:
-    """REQUESTS_CA_BUNDLE names the fake's CA inside the block only (restored after)."""
-    saved = {name: os.environ.get(name) for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
-    os.environ["REQUESTS_CA_BUNDLE"] = path
-    os.environ.pop("CURL_CA_BUNDLE", None)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 class GraphSide:

@@ -11,7 +11,6 @@ afterwards so that no other test sees it.
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,7 +23,7 @@ from bridge.ical.timezones import now_utc
 from bridge.targets import graph_auth
 from bridge.targets.base import Target
 from bridge.targets.graph import build_target
-from tests.fakes.graph import FakeGraph
+from tests.fakes.graph import FakeGraph, ca_bundle
 from tests.remotes import CALENDAR, FAR, LOGIN, TZ, Remote, Seen, local
 
 WINDOWS_TZ = "Romance Standard Time"   # Europe/Paris as Outlook names it
@@ -172,20 +171,6 @@ class GraphRemote:
         return self.fake.request_count
 
 
-@contextlib.contextmanager
-def ca_bundle(path: str) -> Iterator[None]:
-    """REQUESTS_CA_BUNDLE names ``path`` inside the block only (restored after)."""
-    saved = {name: os.environ.get(name) for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
-    os.environ["REQUESTS_CA_BUNDLE"] = path
-    os.environ.pop("CURL_CA_BUNDLE", None)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager

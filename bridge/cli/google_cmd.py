@@ -8,12 +8,12 @@ imports this module, so this module must not import main.py at load time: the ``
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from google.auth.exceptions import GoogleAuthError
 
-from bridge.store import Store, open_store
+from bridge.cli.common import DbOption, UserOption, fail, require_user
 from bridge.targets import google_auth
 from bridge.targets.google_auth import ConnectError, ReconnectNeeded
 
@@ -21,22 +21,8 @@ google_app = typer.Typer(no_args_is_help=True, help=(
     "A user's Google account: connect (OAuth consent), status, disconnect. Tokens are kept "
     "in $GESTAN_BRIDGE_TOKEN_DIR (default ~/.local/share/gestan-bridge/tokens/), mode 0600."))
 
-DbOption = Annotated[str | None, typer.Option(
-    "--db", envvar="GESTAN_BRIDGE_DB", help="Database URL (default sqlite:///gestan.db).")]
-UserOption = Annotated[str, typer.Option("--user", "-u", help="The user's login.")]
 
 
-def _fail(message: str) -> NoReturn:
-    from bridge.cli.main import CliError  # main.py imports this module: look it up late
-
-    raise CliError(message)
-
-
-def _require_user(db: str | None, login: str) -> Store:
-    store = open_store(db)
-    if store.user(login) is None:
-        _fail(f"no user {login!r}: add it first with gestan-bridge users add {login}")
-    return store
 
 
 @google_app.command("connect")
@@ -58,9 +44,9 @@ def connect(
 ) -> None:
     """Connect the user's Google account (replaces a previous connection)."""
     if (client_secrets is None) == (authorized_user_file is None):
-        _fail("give either --client-secrets FILE (consent in a browser) or "
+        fail("give either --client-secrets FILE (consent in a browser) or "
               "--authorized-user-file FILE (import)")
-    store = _require_user(db, user)
+    store = require_user(db, user)
     try:
         if authorized_user_file is not None:
             credentials = google_auth.import_authorized_user(user, authorized_user_file)
@@ -70,7 +56,7 @@ def connect(
                 user, client_secrets, browser=None if no_browser else google_auth.open_in_browser,
                 prompt=typer.echo, port=port, timeout=timeout)
     except ConnectError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if credentials.account:
         store.set_user(user, settings={"google_account": credentials.account})
     who = credentials.account or "(address unknown)"
@@ -86,14 +72,14 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Say whether the user's Google account is connected (never shows the token)."""
-    store = _require_user(db, user)
+    store = require_user(db, user)
     found = google_auth.connection(user)
     if found is None:
         typer.echo(f"{user}: not connected to Google (run gestan-bridge google connect "
                    f"--user {user} --client-secrets FILE)")
         return
     if not found.can_refresh:
-        _fail(f"{user}'s stored Google token {found.path} is unusable: reconnect with "
+        fail(f"{user}'s stored Google token {found.path} is unusable: reconnect with "
               f"gestan-bridge google connect --user {user} --client-secrets FILE")
     account = found.account or store.require_user(user).settings.get("google_account") or ""
     typer.echo(f"{user}: connected to Google as {account or '(address unknown)'}; token in "
@@ -102,9 +88,9 @@ def status(
         try:
             google_auth.load_credentials(user)
         except ReconnectNeeded as exc:
-            _fail(str(exc))
+            fail(str(exc))
         except GoogleAuthError as exc:  # network trouble or a 5xx: not the consent's fault
-            _fail(f"cannot ask Google now ({type(exc).__name__}); try again later")
+            fail(f"cannot ask Google now ({type(exc).__name__}); try again later")
         typer.echo(f"{user}: Google accepts the stored consent")
 
 
@@ -112,7 +98,7 @@ def status(
 def disconnect(user: UserOption, db: DbOption = None) -> None:
     """Forget the user's Google token (the grant itself is removed at
     https://myaccount.google.com/permissions)."""
-    store = _require_user(db, user)
+    store = require_user(db, user)
     removed = google_auth.disconnect(user)
     store.set_user(user, settings={"google_account": None})
     if removed:

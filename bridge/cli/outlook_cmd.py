@@ -7,11 +7,11 @@ time (``CliError`` is looked up when raised).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
-from bridge.store import Store, open_store
+from bridge.cli.common import DbOption, UserOption, fail, require_user
 from bridge.targets import graph_auth, outlook_auth
 from bridge.targets.base import ReconnectNeeded, TargetStopped
 from bridge.targets.outlook_auth import OutlookConnectError
@@ -21,31 +21,17 @@ outlook_app = typer.Typer(no_args_is_help=True, help=(
     "connect, status, disconnect. "
     "Secrets are kept in $GESTAN_BRIDGE_TOKEN_DIR, mode 0600, never shown."))
 
-DbOption = Annotated[str | None, typer.Option(
-    "--db", envvar="GESTAN_BRIDGE_DB", help="Database URL (default sqlite:///gestan.db).")]
-UserOption = Annotated[str, typer.Option("--user", "-u", help="The user's login.")]
 
 
-def _fail(message: str) -> NoReturn:
-    from bridge.cli.main import CliError  # main.py imports this module: look it up late
-
-    raise CliError(message)
-
-
-def _require_user(db: str | None, login: str) -> Store:
-    store = open_store(db)
-    if store.user(login) is None:
-        _fail(f"no user {login!r}: add it first with gestan-bridge users add {login}")
-    return store
 
 
 def _read_secret(path: Path) -> str:
     try:
         secret = path.read_text(encoding="utf-8").strip("\r\n")
     except OSError as exc:
-        _fail(f"cannot read the password file {path}: {exc.strerror or type(exc).__name__}")
+        fail(f"cannot read the password file {path}: {exc.strerror or type(exc).__name__}")
     if not secret:
-        _fail(f"the password file {path} is empty")
+        fail(f"the password file {path} is empty")
     return secret
 
 
@@ -79,20 +65,20 @@ def connect(
     """Connect the user's Outlook: an Exchange mailbox (EWS) or Microsoft 365 (--graph).
     The credentials are checked before anything is kept; a new connection replaces any
     other."""
-    _require_user(db, user)
+    require_user(db, user)
     if graph:
         described = _connect_graph(user, tenant, client_id, client_secret_file, mailbox)
         outlook_auth.disconnect(user)
     else:
         if not (email and username and password_file):
-            _fail("an Exchange mailbox needs --email, --username and --password-file (or "
+            fail("an Exchange mailbox needs --email, --username and --password-file (or "
                   "--graph for Microsoft 365)")
         try:
             found = outlook_auth.connect_ews(user, email=email, username=username,
                                              password=_read_secret(password_file),
                                              ews_url=ews_url, auth_type=auth)
         except OutlookConnectError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         graph_auth.disconnect(user)
         described = f"{found.describe()}; kept in {outlook_auth.connection_path(user)}"
     typer.echo(f"{user}: connected to {described} (mode 0600)")
@@ -101,11 +87,11 @@ def connect(
 def _connect_graph(user: str, tenant: str | None, client_id: str | None,
                    secret_file: Path | None, mailbox: str | None) -> str:
     if not (tenant and client_id):
-        _fail("Microsoft 365 needs --tenant and --client-id")
+        fail("Microsoft 365 needs --tenant and --client-id")
     try:
         if secret_file is not None:
             if not mailbox:
-                _fail("an app secret syncs one mailbox: give --mailbox EMAIL")
+                fail("an app secret syncs one mailbox: give --mailbox EMAIL")
             found = graph_auth.connect_app(user, tenant, client_id, _read_secret(secret_file),
                                            mailbox)
         else:
@@ -113,7 +99,7 @@ def _connect_graph(user: str, tenant: str | None, client_id: str | None,
             typer.echo(flow.get("message") or f"sign in with the code {flow['user_code']}")
             found = graph_auth.finish_device_flow(user, auth, flow)
     except (graph_auth.ConnectError, ReconnectNeeded, TargetStopped) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     return (f"Microsoft 365 (Graph) mailbox {found.mailbox or '(signed-in account)'} of "
             f"tenant {found.tenant}, {'app' if found.kind == graph_auth.APP else 'user'} "
             f"sign-in; kept in {found.path}")
@@ -128,7 +114,7 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Say whether the user's Outlook is connected (never shows a secret)."""
-    _require_user(db, user)
+    require_user(db, user)
     graph = graph_auth.connection(user)
     if graph is not None:
         typer.echo(f"{user}: connected to Microsoft 365 (Graph) mailbox "
@@ -137,13 +123,13 @@ def status(
             try:
                 graph_auth.check(user)
             except (ReconnectNeeded, TargetStopped) as exc:
-                _fail(str(exc))
+                fail(str(exc))
             typer.echo(f"{user}: Microsoft accepts the stored connection")
         return
     try:
         found = outlook_auth.load(user)
     except OutlookConnectError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if found is None:
         typer.echo(f"{user}: not connected to Outlook (run gestan-bridge outlook connect "
                    f"--user {user} ...)")
@@ -153,14 +139,14 @@ def status(
         try:
             outlook_auth.check_ews(found)
         except OutlookConnectError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         typer.echo(f"{user}: the server accepts the stored credentials")
 
 
 @outlook_app.command("disconnect")
 def disconnect(user: UserOption, db: DbOption = None) -> None:
     """Forget the user's Outlook connection and its secrets."""
-    _require_user(db, user)
+    require_user(db, user)
     if outlook_auth.disconnect(user) | graph_auth.disconnect(user):
         typer.echo(f"{user}: Outlook connection removed")
     else:

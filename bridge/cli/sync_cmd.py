@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bridge import targets
+from bridge.cli.common import DbOption, UserOption
 from bridge.ical.describe import describe
 from bridge.store import open_store
 from bridge.sync.engine import SyncOptions
@@ -25,9 +26,6 @@ sync_app = typer.Typer(no_args_is_help=True,
                             "close pushes).")
 out = Console(highlight=False, soft_wrap=True)
 
-DbOption = Annotated[str | None, typer.Option(
-    "--db", envvar="GESTAN_BRIDGE_DB", help="Database URL (default sqlite:///gestan.db).")]
-UserOption = Annotated[str, typer.Option("--user", "-u", help="The user's login.")]
 TargetOption = Annotated[str | None, typer.Option(
     "--target", "-t", help=f"{', '.join([*targets.names(), ALL])} (default: every target "
                            "the user has set up).")]

@@ -104,6 +104,8 @@ from zoneinfo import ZoneInfo
 from dateutil import rrule
 from lxml import etree
 
+from tests.fakes.loopback import LoopbackServer
+
 SOAPNS = "http://schemas.xmlsoap.org/soap/envelope/"
 MNS = "http://schemas.microsoft.com/exchange/services/2006/messages"
 TNS = "http://schemas.microsoft.com/exchange/services/2006/types"
@@ -331,7 +333,7 @@ def ext_key(uri: etree._Element) -> tuple[str, str, str]:
     return (set_id.lower(), name, uri.get("PropertyType") or "")
 
 
-class FakeEws:
+class FakeEws(LoopbackServer):
     """Loopback EWS endpoint for one mailbox, served from a background thread."""
 
     def __init__(self, *, email: str = "alice@example.com", username: str = "alice",
@@ -361,31 +363,6 @@ class FakeEws:
                              dist)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> FakeEws:
-        """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True, name="fake-ews")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeEws:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def url(self) -> str:
         """The EWS endpoint (``service_endpoint``)."""
@@ -1466,3 +1443,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
+
+
+FakeEws.handler = _Handler  # defined after the class that serves it
+FakeEws.thread_name = "fake-ews"

@@ -59,7 +59,7 @@ import secrets
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,6 +67,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dateutil import rrule
+
+from tests.fakes.loopback import LoopbackServer, Reply
 
 SCOPE = "https://www.googleapis.com/auth/calendar"
 MAX_BATCH = 50
@@ -123,22 +125,6 @@ class ApiError(Exception):
         err = {"domain": self.domain, "reason": self.reason, "message": self.message}
         return {"error": {"code": self.status, "message": self.message, "errors": [err],
                           "status": self.google_status}}
-
-
-@dataclass
-class Reply:
-    """One HTTP answer (also used for batch parts)."""
-
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def payload(self) -> bytes:
-        if self.body is None:
-            return b""
-        if isinstance(self.body, bytes):
-            return self.body
-        return json.dumps(self.body).encode()
 
 
 @dataclass
@@ -204,7 +190,7 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
-class FakeGoogleCalendar:
+class FakeGoogleCalendar(LoopbackServer):
     """Loopback Google Calendar v3 + OAuth token endpoint, run in a background thread.
 
     Stored event dicts are never mutated in place (changes store a new dict), so listings may
@@ -245,35 +231,10 @@ class FakeGoogleCalendar:
         self.add_calendar(account, calendar_id=account, time_zone=time_zone, primary=True)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> FakeGoogleCalendar:
-        """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True, name="fake-google-calendar")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeGoogleCalendar:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def base_url(self) -> str:
         assert self._server is not None, "fake not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+        return f"http://127.0.0.1:{self.port}/"
 
     @property
     def api_url(self) -> str:
@@ -1159,3 +1120,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Stay quiet."""
+
+
+FakeGoogleCalendar.handler = _Handler  # defined after the class that serves it
+FakeGoogleCalendar.thread_name = "fake-google-calendar"

@@ -70,11 +70,13 @@ before a refresh and not saved after it fails the next run with ``invalid_grant`
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import html
 import ipaddress
 import itertools
 import json
+import os
 import random
 import re
 import secrets
@@ -84,7 +86,7 @@ import tempfile
 import threading
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -93,6 +95,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dateutil import rrule
+
+from tests.fakes.loopback import LoopbackServer, Reply
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 GRAPH_DEFAULT_SCOPE = f"{GRAPH_RESOURCE}/.default"
@@ -171,22 +175,6 @@ def _bad(message: str, code: str = "ErrorInvalidRequest") -> GraphError:
 
 def _not_found() -> GraphError:
     return GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-
-
-@dataclass
-class Reply:
-    """One HTTP answer (also used for $batch parts)."""
-
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def payload(self) -> bytes:
-        if self.body is None:
-            return b""
-        if isinstance(self.body, bytes):
-            return self.body
-        return json.dumps(self.body).encode()
 
 
 @dataclass
@@ -401,7 +389,7 @@ def _text_of(markup: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", inner)).strip("\r\n")
 
 
-class FakeGraph:
+class FakeGraph(LoopbackServer):
     """Loopback Microsoft Graph v1.0 (calendars) + identity platform, in a background thread."""
 
     def __init__(self, *, tenant: str = "contoso.onmicrosoft.com",
@@ -458,40 +446,23 @@ class FakeGraph:
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> FakeGraph:
-        """Make a throwaway certificate, bind 127.0.0.1 over TLS and serve in a daemon thread."""
+        """Make a throwaway certificate, then serve over TLS (LoopbackServer.start)."""
         self._tmp = Path(tempfile.mkdtemp(prefix="fake-graph-"))
-        cert, key = make_certificate(self._tmp)
-        self.ca_file = str(cert)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        # Handshake lazily in the handler thread, not in the accepting thread.
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True,
-                                                  do_handshake_on_connect=False)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True, name="fake-graph")
-        self._thread.start()
-        return self
+        self._cert = make_certificate(self._tmp)
+        self.ca_file = str(self._cert[0])
+        return super().start()
 
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+    def _secure(self, server: ThreadingHTTPServer) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*self._cert)
+        # Handshake lazily in the handler thread, not in the accepting thread.
+        server.socket = context.wrap_socket(server.socket, server_side=True,
+                                            do_handshake_on_connect=False)
+
+    def _cleanup(self) -> None:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
-
-    def __enter__(self) -> FakeGraph:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:
@@ -1822,3 +1793,23 @@ class _Handler(BaseHTTPRequestHandler):
         except (ssl.SSLError, OSError):
             return
         super().handle()
+
+
+FakeGraph.handler = _Handler  # defined after the class that serves it
+FakeGraph.thread_name = "fake-graph"
+
+
+@contextlib.contextmanager
+def ca_bundle(path: str) -> Iterator[None]:
+    """REQUESTS_CA_BUNDLE names ``path`` inside the block only (restored after)."""
+    saved = {name: os.environ.get(name) for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    os.environ["REQUESTS_CA_BUNDLE"] = path
+    os.environ.pop("CURL_CA_BUNDLE", None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,0 +1,76 @@
+"""What every loopback fake shares: serving on 127.0.0.1 (a free port) from a daemon thread,
+started and stopped as a context manager, and the answer type of its routes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+
+@dataclass
+class Reply:
+    """One HTTP answer (also used for batch parts)."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def payload(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, bytes):
+            return self.body
+        return json.dumps(self.body).encode()
+
+
+class LoopbackServer:
+    """A fake's server: ``handler`` (given ``fake=self``) on 127.0.0.1 in a daemon thread.
+
+    Subclasses name ``handler`` and ``thread_name``; ``_secure`` may wrap the listening
+    socket (TLS) and ``_cleanup`` undo what it made."""
+
+    handler: type[BaseHTTPRequestHandler]
+    thread_name = "fake"
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Self:
+        """Bind 127.0.0.1 on a free port and serve in a daemon thread."""
+        bound = type("Handler", (self.handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), bound)
+        self._server.daemon_threads = True
+        self._secure(self._server)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True, name=self.thread_name)
+        self._thread.start()
+        return self
+
+    def _secure(self, server: ThreadingHTTPServer) -> None:
+        """Plain HTTP unless a subclass wraps the socket."""
+
+    def _cleanup(self) -> None:
+        """Nothing to undo unless a subclass made something."""
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._cleanup()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "fake not started"
+        return self._server.server_address[1]
