@@ -166,8 +166,8 @@ class CountingFake(DriverFake):
     def _take_failure(self) -> Any:
         self.seen += 1
         if self.fail_at is not None and self.seen == self.fail_at:
-            from tests.fakes.graph import _Failure
-            return _Failure(503, None, 3600, True)
+            from tests.fakes.loopback import Failure
+            return Failure(503, None, 3600, True)
         return None
 
 

@@ -53,12 +53,11 @@ import copy
 import email
 import itertools
 import json
-import random
 import re
 import secrets
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.message import Message
@@ -68,7 +67,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil import rrule
 
-from tests.fakes.loopback import LoopbackServer, Reply
+from tests.fakes.loopback import Failure, FaultInjection, LoopbackServer, Reply
 
 SCOPE = "https://www.googleapis.com/auth/calendar"
 MAX_BATCH = 50
@@ -139,14 +138,6 @@ class LoggedRequest:
 
 
 @dataclass
-class _Failure:
-    status: int
-    reason: str | None
-    retry_after: int | None
-    after_apply: bool
-
-
-@dataclass
 class _Page:
     calendar_id: str
     items: list[dict[str, Any]]
@@ -190,7 +181,7 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
-class FakeGoogleCalendar(LoopbackServer):
+class FakeGoogleCalendar(FaultInjection, LoopbackServer):
     """Loopback Google Calendar v3 + OAuth token endpoint, run in a background thread.
 
     Stored event dicts are never mutated in place (changes store a new dict), so listings may
@@ -210,7 +201,6 @@ class FakeGoogleCalendar(LoopbackServer):
         self.request_log: list[LoggedRequest] = []
         self.request_count = 0  # HTTP requests to the API (a batch counts once)
         self.token_request_count = 0
-        self.injected_errors = 0
         self._lock = threading.RLock()
         self._counter = itertools.count(1)
         self._change = 0
@@ -224,8 +214,7 @@ class FakeGoogleCalendar(LoopbackServer):
             self.refresh_token: {"revoked": False, "scope": SCOPE}}
         self._access_tokens: dict[str, tuple[str | None, datetime]] = {}
         self._codes: dict[str, str] = {}
-        self._fail_queue: list[_Failure] = []
-        self._random_fail: tuple[float, tuple[int, ...], random.Random, int | None] | None = None
+        self._reset_faults()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.add_calendar(account, calendar_id=account, time_zone=time_zone, primary=True)
@@ -339,20 +328,8 @@ class FakeGoogleCalendar(LoopbackServer):
         userRateLimitExceeded, quotaExceeded). ``after_apply`` performs the operation and then
         answers the error, like a response lost after the server committed it.
         """
-        with self._lock:
-            self._fail_queue.extend(
-                _Failure(status, reason, retry_after, after_apply) for _ in range(count))
+        self._queue_failures(count, status, reason, retry_after, after_apply)
 
-    def fail_randomly(self, rate: float, statuses: Iterable[int] = (429, 503), *, seed: int = 0,
-                      retry_after: int | None = None) -> None:
-        """Answer a seeded random fraction of API operations with one of ``statuses``."""
-        with self._lock:
-            self._random_fail = (rate, tuple(statuses), random.Random(seed), retry_after)
-
-    def clear_failures(self) -> None:
-        with self._lock:
-            self._fail_queue.clear()
-            self._random_fail = None
 
     def reset_log(self) -> None:
         with self._lock:
@@ -436,19 +413,10 @@ class FakeGoogleCalendar(LoopbackServer):
             entry.status = reply.status
             return reply
 
-    def _take_failure(self) -> _Failure | None:
-        if self._fail_queue:
-            return self._fail_queue.pop(0)
-        if self._random_fail is not None:
-            rate, statuses, rng, retry_after = self._random_fail
-            if rng.random() < rate:
-                return _Failure(rng.choice(statuses), None, retry_after, False)
-        return None
-
-    def _failure_error(self, failure: _Failure) -> ApiError:
+    def _failure_error(self, failure: Failure) -> ApiError:
         self.injected_errors += 1
         headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else {}
-        return ApiError(failure.status, failure.reason, headers=headers)
+        return ApiError(failure.status, failure.code, headers=headers)
 
     def _check_auth(self, headers: dict[str, str]) -> None:
         auth = headers.get("authorization", "")

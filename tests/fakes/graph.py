@@ -86,7 +86,7 @@ import tempfile
 import threading
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -96,7 +96,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil import rrule
 
-from tests.fakes.loopback import LoopbackServer, Reply
+from tests.fakes.loopback import Failure, FaultInjection, LoopbackServer, Reply
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 GRAPH_DEFAULT_SCOPE = f"{GRAPH_RESOURCE}/.default"
@@ -196,14 +196,6 @@ class Invitation:
     event_id: str
     action: str
     attendees: list[str]
-
-
-@dataclass
-class _Failure:
-    status: int
-    code: str | None
-    retry_after: int | None
-    after_apply: bool
 
 
 @dataclass
@@ -389,7 +381,7 @@ def _text_of(markup: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", inner)).strip("\r\n")
 
 
-class FakeGraph(LoopbackServer):
+class FakeGraph(FaultInjection, LoopbackServer):
     """Loopback Microsoft Graph v1.0 (calendars) + identity platform, in a background thread."""
 
     def __init__(self, *, tenant: str = "contoso.onmicrosoft.com",
@@ -414,7 +406,6 @@ class FakeGraph(LoopbackServer):
         self.request_count = 0
         self.token_request_count = 0
         self.discovery_request_count = 0
-        self.injected_errors = 0
         self.invitations: list[Invitation] = []
         self._lock = threading.RLock()
         self._counter = itertools.count(1)
@@ -434,8 +425,7 @@ class FakeGraph(LoopbackServer):
         self._transactions: dict[tuple[str, str], str] = {}
         self._delta_tokens: dict[str, _DeltaState] = {}
         self._pages: dict[str, _Page] = {}
-        self._fail_queue: list[_Failure] = []
-        self._random_fail: tuple[float, tuple[int, ...], random.Random, int | None] | None = None
+        self._reset_faults()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._tmp: Path | None = None
@@ -633,20 +623,8 @@ class FakeGraph(LoopbackServer):
         """Answer the next ``count`` Graph operations ($batch parts count one each) with an
         error (429 ApplicationThrottled, 503 ServiceUnavailable, ... with Retry-After).
         ``after_apply`` performs the operation first, like an answer lost after the commit."""
-        with self._lock:
-            self._fail_queue.extend(_Failure(status, code, retry_after, after_apply)
-                                    for _ in range(count))
+        self._queue_failures(count, status, code, retry_after, after_apply)
 
-    def fail_randomly(self, rate: float, statuses: Iterable[int] = (429, 503), *, seed: int = 0,
-                      retry_after: int | None = 1) -> None:
-        """Answer a seeded random fraction of Graph operations with one of ``statuses``."""
-        with self._lock:
-            self._random_fail = (rate, tuple(statuses), random.Random(seed), retry_after)
-
-    def clear_failures(self) -> None:
-        with self._lock:
-            self._fail_queue.clear()
-            self._random_fail = None
 
     def expire_delta_tokens(self) -> None:
         """Every deltaLink and nextLink issued so far answers 410 ``syncStateNotFound``."""
@@ -716,16 +694,7 @@ class FakeGraph(LoopbackServer):
             entry.status = reply.status
             return reply
 
-    def _take_failure(self) -> _Failure | None:
-        if self._fail_queue:
-            return self._fail_queue.pop(0)
-        if self._random_fail is not None:
-            rate, statuses, rng, retry_after = self._random_fail
-            if rng.random() < rate:
-                return _Failure(rng.choice(statuses), None, retry_after, False)
-        return None
-
-    def _failure_error(self, failure: _Failure) -> GraphError:
+    def _failure_error(self, failure: Failure) -> GraphError:
         self.injected_errors += 1
         code, message = FAILURE_CODES.get(failure.status, ("UnknownError", "Error"))
         headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after else {}
@@ -1797,6 +1766,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 FakeGraph.handler = _Handler  # defined after the class that serves it
 FakeGraph.thread_name = "fake-graph"
+FakeGraph.default_retry_after = 1  # Graph's throttling answers always say when
 
 
 @contextlib.contextmanager

@@ -4,7 +4,9 @@ started and stopped as a context manager, and the answer type of its routes."""
 from __future__ import annotations
 
 import json
+import random
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -74,3 +76,55 @@ class LoopbackServer:
     def port(self) -> int:
         assert self._server is not None, "fake not started"
         return self._server.server_address[1]
+
+
+@dataclass
+class Failure:
+    """An error a fake answers instead of an operation (``after_apply``: after doing it)."""
+
+    status: int
+    code: str | None
+    retry_after: int | None
+    after_apply: bool
+
+
+class FaultInjection:
+    """The faults a fake can be told to answer: the next operations, or a seeded random
+    fraction of them. The fake holds ``_lock`` and calls :meth:`_take_failure` per
+    operation (a batch part counts one)."""
+
+    default_retry_after: int | None = None
+    _lock: threading.Lock
+
+    def _reset_faults(self) -> None:
+        self.injected_errors = 0
+        self._fail_queue: list[Failure] = []
+        self._random_fail: tuple[float, tuple[int, ...], random.Random, int | None] | None = None
+
+    def _queue_failures(self, count: int, status: int, code: str | None,
+                        retry_after: int | None, after_apply: bool) -> None:
+        with self._lock:
+            self._fail_queue.extend(Failure(status, code, retry_after, after_apply)
+                                    for _ in range(count))
+
+    def fail_randomly(self, rate: float, statuses: Iterable[int] = (429, 503), *, seed: int = 0,
+                      retry_after: int | None = None) -> None:
+        """Answer a seeded random fraction of operations with one of ``statuses``."""
+        with self._lock:
+            self._random_fail = (rate, tuple(statuses), random.Random(seed),
+                                 retry_after if retry_after is not None
+                                 else self.default_retry_after)
+
+    def clear_failures(self) -> None:
+        with self._lock:
+            self._fail_queue.clear()
+            self._random_fail = None
+
+    def _take_failure(self) -> Failure | None:
+        if self._fail_queue:
+            return self._fail_queue.pop(0)
+        if self._random_fail is not None:
+            rate, statuses, rng, retry_after = self._random_fail
+            if rng.random() < rate:
+                return Failure(rng.choice(statuses), None, retry_after, False)
+        return None
