@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 
 import pytest
 
@@ -135,7 +136,7 @@ def test_sync_with_exchange_as_a_user_runs_it(ews):
 def graph(tmp_path):
     from tests.fakes.graph import FakeGraph
 
-    with FakeGraph() as fake:
+    with FakeGraph(device_interval=1) as fake:
         env = {"GESTAN_BRIDGE_DB": f"sqlite:///{tmp_path / 'g.db'}",
                "GESTAN_BRIDGE_TOKEN_DIR": str(tmp_path / "tokens"),
                "GESTAN_BRIDGE_GRAPH_AUTHORITY": fake.authority_url,
@@ -186,3 +187,23 @@ def test_microsoft_365_refusals_are_one_line(graph):
                      fake.tenant, "--client-id", fake.client_id, "--client-secret-file",
                      str(secret)), "--mailbox")
     assert "not connected" in invoke(env, "outlook", "status", "--user", "alice").stdout
+
+
+def test_a_person_signs_in_with_a_device_code(graph):
+    """Without a secret, connect prints where to go and the code, then waits for the
+    sign-in (approved here by the fake's user, a moment later)."""
+    fake, env, _, tmp = graph
+    approver = threading.Timer(0.5, fake.approve_device_code)
+    approver.start()
+    try:
+        done = invoke(env, "outlook", "connect", "--user", "alice", "--graph", "--tenant",
+                      fake.tenant, "--client-id", fake.public_client_id)
+    finally:
+        approver.cancel()
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "enter the code" in lines[0] and "connected to Microsoft 365" in lines[-1]
+    assert fake.user in lines[-1], "the signed-in account"
+    cache = [p for p in (tmp / "tokens").rglob("msal_cache.json")]
+    assert cache and stat.S_IMODE(cache[0].stat().st_mode) == 0o600
+    assert invoke(env, "outlook", "status", "--user", "alice", "--check").returncode == 0
