@@ -24,7 +24,7 @@ from bridge.ical import parse_object
 from bridge.ical.content import Content, content_of
 from bridge.ical.describe import label, raw_label
 from bridge.ical.merge import keep_local_extras, merge_occurrences
-from bridge.ical.model import InvalidObject, ParsedObject
+from bridge.ical.model import EventData, InvalidObject, ParsedObject
 from bridge.ical.series import span
 from bridge.ical.timezones import now_utc
 from bridge.store import Link, PullWrite, RunItem, Store, StoredObject, User
@@ -145,6 +145,7 @@ class SyncRun:
         self._items: list[RunItem] = []
         self._contents: dict[str, Content] = {}
         self._readings: dict[str, ParsedObject] = {}
+        self._deleted_events: dict[int, EventData] = {}  # what deleted objects were
         self._holder = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._run_id: int | None = None
         self._renewed = 0.0
@@ -191,7 +192,9 @@ class SyncRun:
                     continue
                 return label(parsed.master, self.user.timezone, parsed.is_series)
         if object_id is not None:
-            event = self.store.first_events(self.user.id, [object_id]).get(object_id)
+            if object_id not in self._deleted_events:
+                self._deleted_events.update(self.store.first_events(self.user.id, [object_id]))
+            event = self._deleted_events.get(object_id)
             if event is not None:
                 return label(event, self.user.timezone)
         return ""
@@ -506,6 +509,9 @@ class SyncRun:
         self._readings.update((o.ics, ParsedObject(o.uid, o.event)) for o in changed
                               if o.event is not None and o.ics)
         self._objects = {o.id: o for o in changed}
+        # the reports name deleted appointments: what they were, read in one query
+        self._deleted_events = self.store.first_events(
+            self.user.id, [o.id for o in changed if o.deleted])
         self._links = links
         self._merged_ids: set[int] = set()
         self._unsaved: list[Link] = []
