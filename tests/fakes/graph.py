@@ -89,14 +89,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from dateutil import rrule
 
-from tests.fakes.loopback import Failure, FaultInjection, LoopbackServer, Reply
+from tests.fakes.loopback import Failure, FaultInjection, JsonHandler, LoopbackServer, Reply
 
 GRAPH_RESOURCE = "https://graph.microsoft.com"
 GRAPH_DEFAULT_SCOPE = f"{GRAPH_RESOURCE}/.default"
@@ -1716,44 +1716,19 @@ class FakeGraph(FaultInjection, LoopbackServer):
         return {"dateTime": moved.replace(tzinfo=None).strftime(DT_FORMAT), "timeZone": target}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """Hands every request to the owning fake."""
+class _Handler(JsonHandler):
+    """Graph's answers (OData JSON, a request-id on each, errors as Graph writes them)."""
 
-    fake: FakeGraph
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are two writes: avoid 40 ms stalls
-    timeout = 10
+    content_type = ("application/json;odata.metadata=minimal;odata.streaming=true;"
+                    "IEEE754Compatible=false;charset=utf-8")
+    status_text = STATUS_TEXT
 
-    def _dispatch(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers: dict[str, str] = {}
-        for key, value in self.headers.items():
-            k = key.lower()
-            headers[k] = f"{headers[k]}, {value}" if k in headers else value
-        try:
-            reply = self.fake._handle_http(self.command, self.path, headers, body)
-        except Exception as exc:  # noqa: BLE001 - a fake bug must still answer
-            reply = Reply(500, GraphError(500, "InternalServerError", f"fake error: {exc!r}")
-                          .body())
-        payload = reply.payload()
-        self.send_response(reply.status, STATUS_TEXT.get(reply.status))
-        names = {k.lower() for k in reply.headers}
-        if "content-type" not in names and reply.status != 204:
-            self.send_header("Content-Type", "application/json;odata.metadata=minimal;"
-                             "odata.streaming=true;IEEE754Compatible=false;charset=utf-8")
-        self.send_header("request-id", str(uuid.uuid4()))
-        for key, value in reply.headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if payload and self.command != "HEAD":
-            self.wfile.write(payload)
+    def error_reply(self, exc: Exception) -> Reply:
+        return Reply(500, GraphError(500, "InternalServerError", f"fake error: {exc!r}")
+                     .body())
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        """Stay quiet."""
+    def extra_headers(self) -> dict[str, str]:
+        return {"request-id": str(uuid.uuid4())}
 
     def handle(self) -> None:
         """Finish the TLS handshake here (the listening socket defers it)."""
