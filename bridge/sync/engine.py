@@ -60,7 +60,6 @@ PULL_BATCH = 100    # writes of an open per transaction (phones wait at most tha
 LINKS_PER_TRANSACTION = 50  # links recorded after a close's writes, per transaction
 ITEMS_PER_TRANSACTION = 100  # audit log items written as the run goes
 UNFINISHED = "unfinished"   # a link's local key when Gestan's version is not yet written
-PUSH_SLICE = 500    # objects of a close decided, then written, at a time
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
@@ -519,22 +518,20 @@ class SyncRun:
         self._may_exist = not self.store.previous_close_finished(
             self.user.id, target, self._run_id or 0)
         # Deletions are counted before anything is read or written (the mass-delete guard);
-        # the rest is decided and written a slice at a time, so that each text is parsed
-        # once (the parse cache holds a slice) and memory stays flat.
+        # then the whole close is decided and handed to the target in one call, so that it
+        # batches across every object (a series' follow-ups included), not per slice.
         deletes = sum(1 for o in changed if o.deleted and o.id in links)
         self._check_mass_delete(deletes, len(links))
         self._written, self._total = 0, len(changed)
+        ops = [op for obj in changed if (op := self._push_op(report, obj)) is not None]
         unfinished: list[WriteOp] = []
-        for first in range(0, len(changed), PUSH_SLICE):
-            ops = [op for obj in changed[first:first + PUSH_SLICE]
-                   if (op := self._push_op(report, obj)) is not None]
-            if self.options.dry_run:
-                for op in ops:
-                    report.planned.append(f"{op.kind} in {target}: {op.uid} "
-                                          f"({self._label(op.ics, object_id=op.local_id)})")
-                    report.count(target, op.kind.value)
-                continue
-            unfinished += self._write(report, ops)
+        if self.options.dry_run:
+            for op in ops:
+                report.planned.append(f"{op.kind} in {target}: {op.uid} "
+                                      f"({self._label(op.ics, object_id=op.local_id)})")
+                report.count(target, op.kind.value)
+        else:
+            unfinished = self._write(report, ops)
         for op in unfinished:  # still refused after the last round: the next run tries again
             report.skipped.append((op.uid, f"{self._label(op.ics, object_id=op.local_id)}: "
                                            "changed again in the target during the run"))

@@ -81,6 +81,7 @@ MAX_WAIT = 120.0         # a longer Retry-After stops the run: the next one fini
 RETRYABLE = {429, 503, 504}
 # Our single-value extended property: the Gestan UID (a fixed GUID of ours + a name).
 PROP_ID = "String {7e2f1a64-3b9c-4d2e-9f0a-5c1b8e6d4a21} Name GestanUid"
+READ_ERRORS = (InvalidObject, ValueError, KeyError)   # an event we cannot read
 PREFER_READ = 'outlook.timezone="UTC", outlook.body-content-type="text"'
 FAR_BACK = timedelta(days=3 * 366)     # where a far-moved exception is looked for
 FAR_AHEAD = timedelta(days=5 * 366)
@@ -146,6 +147,17 @@ class _Plan:
     reset: bool = False                        # toggle the pattern first (undelete)
     master: dict[str, Any] | None = None       # Graph's answer for the master
     base_pieces: frozenset[str] = frozenset()
+
+
+@dataclass
+class _Span:
+    """Where a series' instances are listed, and its master read as iCalendar."""
+
+    foreign: str | None
+    name: str
+    parsed: ParsedObject
+    lo: datetime
+    hi: datetime
 
 
 @dataclass
@@ -396,30 +408,85 @@ class GraphTarget:
                 f"singleValueExtendedProperties($filter=id eq '{PROP_ID}')"))
         return url
 
+    def _instances_url(self, master_id: str, lo: datetime, hi: datetime) -> str:
+        return (self._event_url(master_id, expand=False) + "/instances?"
+                + urllib.parse.urlencode({"startDateTime": _time_param(lo),
+                                          "endDateTime": _time_param(hi), "$top": "1000"}))
+
     def _instances(self, master_id: str, lo: datetime, hi: datetime) -> list[dict[str, Any]]:
-        url = (self._event_url(master_id, expand=False) + "/instances?"
-               + urllib.parse.urlencode({"startDateTime": _time_param(lo),
-                                         "endDateTime": _time_param(hi), "$top": "1000"}))
-        items, _, status = self._pages(url, "instances", page_size=None)
+        items, _, status = self._pages(self._instances_url(master_id, lo, hi), "instances",
+                                       page_size=None)
         return items if status == 200 else []
 
-    def _series(self, master: dict[str, Any], uid: str | None = None) -> RemoteObject:
-        """A series whole: its master (given) and instances; a slot the pattern makes but
-        Graph does not list is a cancelled occurrence (unless moved far: looked for)."""
+    def _instances_of(self, queries: Sequence[tuple[str, datetime, datetime]]
+                      ) -> list[list[dict[str, Any]]]:
+        """The instances of several series (master id, from, to), 20 to a $batch; one alone
+        is a plain GET. A series gone (404) has none."""
+        if len(queries) == 1:
+            return [self._instances(*queries[0])]
+        found: list[list[dict[str, Any]]] = [[] for _ in queries]
+
+        def answer(index: int, item: dict[str, Any]) -> None:
+            status = int(item.get("status", 0))
+            if status in (404, 410):
+                return
+            if status != 200:
+                raise TargetStopped(f"Microsoft Graph refused to list a series ({status} "
+                                    f"{_error_code(item.get('body'))}): the run stopped")
+            page = item.get("body") or {}
+            found[index] = list(page.get("value") or [])
+            if page.get("@odata.nextLink"):  # a long series: the rest page by page
+                more, _, _ = self._pages(page["@odata.nextLink"], "instances", page_size=None)
+                found[index] += more
+
+        self._batch([self._part("GET", self._instances_url(*q)[len(self.base):])
+                     for q in queries], answer)
+        return found
+
+    def _span(self, master: dict[str, Any], uid: str | None) -> _Span:
         foreign = uid or self._foreign(master)
         name = foreign or master.get("iCalUId") or master["id"]
         tz = self.default_tz
-        alone = master_ics(master, name, tz)
-        parsed = parse_object(alone, tz)
+        parsed = parse_object(master_ics(master, name, tz), tz)
         first, last = bounds(parsed.series_ics, tz)
-        lo = first - timedelta(days=1)
-        hi = (last or now_utc() + AHEAD) + timedelta(days=1)
-        instances = self._instances(master["id"], lo, hi)
+        return _Span(foreign, name, parsed, first - timedelta(days=1),
+                     (last or now_utc() + AHEAD) + timedelta(days=1))
+
+    def _series(self, master: dict[str, Any], uid: str | None = None) -> RemoteObject:
+        span = self._span(master, uid)
+        instances = self._instances(master["id"], span.lo, span.hi)
+        return self._series_from(master, span, instances)
+
+    def _series_many(self, masters: Sequence[tuple[dict[str, Any], str | None]]
+                     ) -> list[RemoteObject | Exception]:
+        """Series read whole, their instances listed 20 to a $batch; an unreadable one is
+        its exception, in its place."""
+        out: list[RemoteObject | Exception | _Span] = []
+        for master, uid in masters:
+            try:
+                out.append(self._span(master, uid))
+            except READ_ERRORS as exc:
+                out.append(exc)
+        wanted = [i for i, span in enumerate(out) if isinstance(span, _Span)]
+        listed = self._instances_of([(masters[i][0]["id"], out[i].lo, out[i].hi)  # type: ignore
+                                     for i in wanted])
+        for i, instances in zip(wanted, listed, strict=True):
+            try:
+                out[i] = self._series_from(masters[i][0], out[i], instances)  # type: ignore
+            except READ_ERRORS as exc:
+                out[i] = exc
+        return out  # type: ignore[return-value]
+
+    def _series_from(self, master: dict[str, Any], span: _Span,
+                     instances: list[dict[str, Any]]) -> RemoteObject:
+        """A series whole from its master and instances; a slot the pattern makes but
+        Graph does not list is a cancelled occurrence (unless moved far: looked for)."""
+        tz, parsed = self.default_tz, span.parsed
         all_day = parsed.master.all_day
         zone_name = parsed.master.tzid or tz
         listed = {original_key(i["originalStart"], all_day, zone_name): i for i in instances
                   if i.get("originalStart")}
-        generated = {e.recurrence_id for e in expand(parsed.series_ics, lo, hi, tz,
+        generated = {e.recurrence_id for e in expand(parsed.series_ics, span.lo, span.hi, tz,
                                                      with_overrides=False)}
         missing = generated - set(listed)
         known_cancelled = self._cancelled_occurrences(master, parsed)
@@ -437,7 +504,7 @@ class GraphTarget:
         pieces = {master.get("@odata.etag")} | {i.get("@odata.etag") for i in instances}
         pieces |= {"#" + i["id"] for i in instances}
         return RemoteObject(master["id"], master.get("@odata.etag"),
-                            graph_to_ics(reading, name, tz), foreign,
+                            graph_to_ics(reading, span.name, tz), span.foreign,
                             frozenset(p for p in pieces if p))
 
     @staticmethod
@@ -552,18 +619,27 @@ class GraphTarget:
                 continue
             try:
                 objects.append(self._single(event))
-            except (InvalidObject, ValueError, KeyError) as exc:
+            except READ_ERRORS as exc:
                 unreadable.append((rid, f"{event.get('subject', '')}: {exc}"))
         wanted = [m for m, group in series.items() if m not in skip and not (
             known.get(m) and group and all(i.get("@odata.etag") in known[m] for i in group))]
+        masters = []
         for master_id, master in self._masters(wanted).items():
             if master is None:
                 objects.append(RemoteObject(master_id, None, None))
-                continue
-            try:
-                objects.append(self._object(master))
-            except (InvalidObject, ValueError, KeyError) as exc:
-                unreadable.append((master_id, f"{master.get('subject', '')}: {exc}"))
+            elif master.get("recurrence") or master.get("type") == "seriesMaster":
+                masters.append(master)
+            else:   # no longer a series
+                try:
+                    objects.append(self._single(master))
+                except READ_ERRORS as exc:
+                    unreadable.append((master_id, f"{master.get('subject', '')}: {exc}"))
+        for master, read in zip(masters, self._series_many([(m, None) for m in masters]),
+                                strict=True):
+            if isinstance(read, Exception):
+                unreadable.append((master["id"], f"{master.get('subject', '')}: {read}"))
+            else:
+                objects.append(read)
         return objects, unreadable
 
     def _view(self, window: Window) -> str:
@@ -662,8 +738,7 @@ class GraphTarget:
                     f"{(body or {}).get('error', {}).get('message', '')}").strip()))
 
         self._batch([self._first_request(p) for p in firsts], answer)
-        for plan in follow:
-            self._occurrences(plan, on_result)
+        self._follow_up(follow, on_result)
 
     def _plan(self, op: WriteOp) -> _Plan | None:
         if op.kind is WriteKind.DELETE:
@@ -754,45 +829,101 @@ class GraphTarget:
         return self._part("PATCH", self._event_url(op.remote_id or "", False)[
             len(self.base):], body, if_match=op.etag)
 
-    def _occurrences(self, plan: _Plan, on_result: Callable[[WriteResult], None]) -> None:
-        """A series' second phase: the pattern back after a reset, then its exceptions
-        (PATCH) and cancellations (DELETE) by occurrence; then read back whole."""
-        op, series = plan.op, plan.series
-        assert series is not None
-        master_id = plan.master["id"] if plan.master else (op.remote_id or "")
-        if plan.reset and plan.master is not None:
-            answer = self._call("PATCH", self._event_url(master_id, False), "patch",
-                                body={"recurrence": series.master["recurrence"]},
-                                if_match=plan.master.get("@odata.etag"))
-            if answer.status_code != 200:
-                on_result(WriteResult(op, error=WriteError.REJECTED, message=(
-                    f"Outlook refused the series pattern: {answer.status_code}")))
-                return
-        keys = plan.keys if plan.keys is not None else (set(series.exceptions)
-                                                        | series.cancelled)
-        if keys:
-            error = self._write_occurrences(plan, master_id, keys)
-            if error is not None:
-                on_result(error)
-                return
-        master = self._get(self._event_url(master_id), "get")
-        if master is None:
-            on_result(WriteResult(op, error=WriteError.GONE))
-            return
-        on_result(WriteResult(op, remote=self._series(master, op.uid)))
+    def _follow_up(self, plans: list[_Plan], on_result: Callable[[WriteResult], None]
+                   ) -> None:
+        """The series' second phase, each step one round of $batch across every series:
+        the pattern back after a reset; the occurrences to write looked up; their
+        exceptions (PATCH) and cancellations (DELETE) written; every series read back."""
+        plans = self._restore_patterns(plans, on_result)
+        todo = [p for p in plans if self._keys(p)]
+        queries = []
+        for plan in todo:
+            assert plan.series is not None
+            instants = [rid_instant(k, plan.series.zone) for k in self._keys(plan)]
+            queries.append((self._master_id(plan), min(instants) - timedelta(days=2),
+                            max(instants) + timedelta(days=2)))
+        failed: dict[int, WriteResult] = {}
+        parts: list[tuple[_Plan, str, dict[str, Any]]] = []
+        for plan, instances in zip(todo, self._instances_of(queries), strict=True):
+            outcome = self._occurrence_parts(plan, instances)
+            if isinstance(outcome, WriteResult):
+                failed[id(plan)] = outcome
+            else:
+                parts += [(plan, key, part) for key, part in outcome]
+        refused: dict[int, list[str]] = {}
 
-    def _write_occurrences(self, plan: _Plan, master_id: str, keys: set[str]
-                           ) -> WriteResult | None:
-        op, series = plan.op, plan.series
+        def answer(index: int, item: dict[str, Any]) -> None:
+            if int(item.get("status", 0)) not in (200, 204, 404):
+                plan, key, _ = parts[index]
+                refused.setdefault(id(plan), []).append(
+                    f"{key}: {item.get('status')} {_error_code(item.get('body'))}")
+
+        self._batch([part for _, _, part in parts], answer)
+        for plan in todo:
+            if id(plan) in refused:
+                failed[id(plan)] = WriteResult(plan.op, error=WriteError.REJECTED, message=(
+                    "Outlook refused occurrences " + ", ".join(refused[id(plan)])))
+        for plan in plans:
+            if id(plan) in failed:
+                on_result(failed[id(plan)])
+        plans = [p for p in plans if id(p) not in failed]
+        masters = self._masters(self._master_id(p) for p in plans)
+        present = [p for p in plans if masters.get(self._master_id(p)) is not None]
+        for plan in plans:
+            if masters.get(self._master_id(plan)) is None:
+                on_result(WriteResult(plan.op, error=WriteError.GONE))
+        reads = self._series_many([(masters[self._master_id(p)], p.op.uid)  # type: ignore
+                                   for p in present])
+        for plan, read in zip(present, reads, strict=True):
+            if isinstance(read, Exception):
+                on_result(WriteResult(plan.op, error=WriteError.REJECTED,
+                                      message=f"Outlook holds it in a form we cannot read: "
+                                              f"{read}"))
+            else:
+                on_result(WriteResult(plan.op, remote=read))
+
+    def _master_id(self, plan: _Plan) -> str:
+        return plan.master["id"] if plan.master else (plan.op.remote_id or "")
+
+    def _keys(self, plan: _Plan) -> set[str]:
+        """The occurrences a series' write touches (all its exceptions and cancellations
+        when the master was written whole)."""
+        series = plan.series
+        assert series is not None
+        return plan.keys if plan.keys is not None else set(series.exceptions) | series.cancelled
+
+    def _restore_patterns(self, plans: list[_Plan], on_result: Callable[[WriteResult], None]
+                          ) -> list[_Plan]:
+        """After a reset (the pattern toggled to drop every exception), the real pattern
+        back, one $batch round for all; the series refused are answered and left out."""
+        resets = [p for p in plans if p.reset and p.master is not None]
+        refused: set[int] = set()
+
+        def answer(index: int, item: dict[str, Any]) -> None:
+            status = int(item.get("status", 0))
+            if status != 200:
+                plan = resets[index]
+                refused.add(id(plan))
+                on_result(WriteResult(plan.op, error=WriteError.REJECTED, message=(
+                    f"Outlook refused the series pattern: {status}")))
+
+        self._batch([self._part("PATCH", self._event_url(self._master_id(p), False)[
+            len(self.base):], {"recurrence": p.series.master["recurrence"]},  # type: ignore
+            if_match=p.master.get("@odata.etag")) for p in resets], answer)  # type: ignore
+        return [p for p in plans if id(p) not in refused]
+
+    def _occurrence_parts(self, plan: _Plan, instances: list[dict[str, Any]]
+                          ) -> list[tuple[str, dict[str, Any]]] | WriteResult:
+        """The requests writing a series' occurrences (by key), given its instances around
+        them; or why it cannot be written (a changed occurrence: PRECONDITION)."""
+        op, series, keys = plan.op, plan.series, self._keys(plan)
         assert series is not None and plan.parsed is not None
-        instants = [rid_instant(k, series.zone) for k in keys]
-        lo, hi = min(instants) - timedelta(days=2), max(instants) + timedelta(days=2)
-        by_key = self._occurrence_ids(master_id, lo, hi, series)
-        if keys - set(by_key):
+        by_key = self._by_key(instances, series)
+        if keys - set(by_key):   # an exception moved far from its slot
             now = now_utc()
-            by_key.update(self._occurrence_ids(master_id, now - FAR_BACK, now + FAR_AHEAD,
-                                               series))
-        parts, written = [], []
+            by_key.update(self._by_key(self._instances(
+                self._master_id(plan), now - FAR_BACK, now + FAR_AHEAD), series))
+        parts: list[tuple[str, dict[str, Any]]] = []
         generated: dict[str, Any] | None = None
         for key in sorted(keys):
             found = by_key.get(key)
@@ -806,38 +937,20 @@ class GraphTarget:
                     and etag not in plan.base_pieces:
                 return WriteResult(op, error=WriteError.PRECONDITION)
             url = self._event_url(occurrence_id, False)[len(self.base):]
-            if key in series.cancelled:
-                parts.append(self._part("DELETE", url))
-            else:
-                body = series.exceptions.get(key)
-                if body is None:   # back to what the series generates
-                    if generated is None:
-                        generated = self._generated(plan.parsed, keys)
-                    body = generated.get(key)
-                    if body is None:
-                        parts.append(self._part("DELETE", url))
-                        written.append(key)
-                        continue
-                parts.append(self._part("PATCH", url, body))
-            written.append(key)
-        refused: list[str] = []
+            body = None if key in series.cancelled else series.exceptions.get(key)
+            if body is None and key not in series.cancelled:  # back to what it generates
+                if generated is None:
+                    generated = self._generated(plan.parsed, keys)
+                body = generated.get(key)
+            parts.append((key, self._part("PATCH", url, body) if body is not None
+                          else self._part("DELETE", url)))
+        return parts
 
-        def answer(index: int, item: dict[str, Any]) -> None:
-            if int(item.get("status", 0)) not in (200, 204, 404):
-                refused.append(f"{written[index]}: {item.get('status')} "
-                               f"{_error_code(item.get('body'))}")
-
-        self._batch(parts, answer)
-        if refused:
-            return WriteResult(op, error=WriteError.REJECTED,
-                               message="Outlook refused occurrences " + ", ".join(refused))
-        return None
-
-    def _occurrence_ids(self, master_id: str, lo: datetime, hi: datetime,
-                        series: SeriesPlan) -> dict[str, tuple[str, str | None]]:
+    @staticmethod
+    def _by_key(instances: list[dict[str, Any]], series: SeriesPlan
+                ) -> dict[str, tuple[str, str | None]]:
         return {original_key(i["originalStart"], series.all_day, series.zone):
-                (i["id"], i.get("@odata.etag"))
-                for i in self._instances(master_id, lo, hi) if i.get("originalStart")}
+                (i["id"], i.get("@odata.etag")) for i in instances if i.get("originalStart")}
 
     def _generated(self, parsed: ParsedObject, keys: set[str]) -> dict[str, dict[str, Any]]:
         """Exception bodies that put occurrences back as the master generates them."""
