@@ -65,6 +65,7 @@ from bridge.ical.timezones import now_utc  # noqa: E402
 from bridge.store import Store  # noqa: E402
 from bridge.sync.engine import (
     SyncRun,  # noqa: E402
+    bind_calendar,
     window_end,  # noqa: E402
 )
 from bridge.targets import graph_auth  # noqa: E402
@@ -485,6 +486,8 @@ def bench_outlook(kind: str, data: Seed) -> dict:
                                f"appointments of the window (extra {extra}, missing {missing})")
             return held
 
+        # ``outlook connect`` finds the calendar and keeps it: the runs below ask nothing more
+        bind_calendar(store, store.require_user("alice"), side.target())
         report = run("close", "initial_push")
         if report.remote.created != data.in_window:
             raise Mismatch(f"{name}: initial_push: {report.remote.created} created, not "

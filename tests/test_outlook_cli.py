@@ -97,6 +97,33 @@ def test_disconnect_forgets_the_secret(ews):
                                              "alice").stdout
 
 
+def test_connect_finds_the_calendar_once_so_the_first_sync_asks_no_folder(ews):
+    """What connect learns (the folder) is kept: the first close makes its items at once."""
+    from datetime import date, timedelta
+
+    fake, env, secret, _ = ews
+    done = connect(env, fake, secret)
+    assert done.returncode == 0 and "syncs with the main calendar" in done.stdout
+    day = date.today() + timedelta(days=2)
+    assert invoke(env, "agenda", "add", "--user", "alice", "--subject", "Devis",
+                  "--start", f"{day} 10:00").returncode == 0
+    before = len(fake.request_log)
+    assert invoke(env, "sync", "close", "--user", "alice").returncode == 0
+    assert [r.service for r in fake.request_log[before:]] == ["CreateItem"]
+
+
+def test_connect_names_the_calendars_when_the_chosen_one_is_missing(ews):
+    fake, env, secret, _ = ews
+    assert invoke(env, "users", "set", "alice", "--outlook-calendar", "Nowhere"
+                  ).returncode == 0
+    done = connect(env, fake, secret)
+    assert done.returncode == 0, "the connection itself is kept"
+    assert "calendar named 'Nowhere'" in done.stderr and "'Calendar'" in done.stderr
+    assert "--outlook-calendar NAME" in done.stderr
+    assert "connected" in invoke(env, "outlook", "status", "--user", "alice").stdout
+    assert invoke(env, "sync", "close", "--user", "alice").returncode != 0
+
+
 def test_the_outlook_calendar_setting(ews):
     _, env, _, _ = ews
     assert invoke(env, "users", "set", "alice", "--outlook-calendar", "Gestan").returncode == 0
@@ -202,8 +229,9 @@ def test_a_person_signs_in_with_a_device_code(graph):
         approver.cancel()
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert "enter the code" in lines[0] and "connected to Microsoft 365" in lines[-1]
-    assert fake.user in lines[-1], "the signed-in account"
+    assert "enter the code" in lines[0] and "connected to Microsoft 365" in lines[-2]
+    assert lines[-1] == "alice: syncs with the main calendar"
+    assert fake.user in lines[-2], "the signed-in account"
     cache = [p for p in (tmp / "tokens").rglob("msal_cache.json")]
     assert cache and stat.S_IMODE(cache[0].stat().st_mode) == 0o600
     assert invoke(env, "outlook", "status", "--user", "alice", "--check").returncode == 0

@@ -12,17 +12,15 @@ from typing import Annotated
 import typer
 
 from bridge.cli.common import DbOption, UserOption, fail, require_user
+from bridge.store import Store
 from bridge.targets import graph_auth, outlook_auth
-from bridge.targets.base import ReconnectNeeded, TargetStopped
+from bridge.targets.base import CalendarNotFound, ReconnectNeeded, TargetStopped
 from bridge.targets.outlook_auth import OutlookConnectError
 
 outlook_app = typer.Typer(no_args_is_help=True, help=(
     "A user's Outlook connection (Exchange through EWS, or Microsoft 365 through Graph): "
     "connect, status, disconnect. "
     "Secrets are kept in $GESTAN_BRIDGE_TOKEN_DIR, mode 0600, never shown."))
-
-
-
 
 
 def _read_secret(path: Path) -> str:
@@ -65,7 +63,7 @@ def connect(
     """Connect the user's Outlook: an Exchange mailbox (EWS) or Microsoft 365 (--graph).
     The credentials are checked before anything is kept; a new connection replaces any
     other."""
-    require_user(db, user)
+    store = require_user(db, user)
     if graph:
         described = _connect_graph(user, tenant, client_id, client_secret_file, mailbox)
         outlook_auth.disconnect(user)
@@ -82,6 +80,29 @@ def connect(
         graph_auth.disconnect(user)
         described = f"{found.describe()}; kept in {outlook_auth.connection_path(user)}"
     typer.echo(f"{user}: connected to {described} (mode 0600)")
+    _find_calendar(store, user)
+
+
+def _find_calendar(store: Store, login: str) -> None:
+    """Look the user's calendar up now and keep the reference in the sync state, so that
+    a sync asks nothing more than its changes (a run with nothing to do: one request). A
+    calendar not found is said, with the names found; the connection itself stays."""
+    from bridge.sync.engine import bind_calendar
+    from bridge.targets import OUTLOOK
+    from bridge.targets import get as kind_of
+
+    user = store.require_user(login)
+    try:
+        target = kind_of(OUTLOOK).build(user)  # type: ignore[union-attr]
+        bind_calendar(store, user, target)
+    except CalendarNotFound as exc:
+        typer.echo(f"{login}: {exc} (choose one with gestan-bridge users set {login} "
+                   "--outlook-calendar NAME)", err=True)
+        return
+    except TargetStopped as exc:
+        fail(f"connected, but the calendar could not be read: {exc}")
+    where = user.settings.get("outlook_calendar") or "the main calendar"
+    typer.echo(f"{login}: syncs with {where}")
 
 
 def _connect_graph(user: str, tenant: str | None, client_id: str | None,

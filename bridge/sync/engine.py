@@ -112,6 +112,21 @@ def window_end(now: datetime) -> datetime:
     return end.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def bind_calendar(store: Store, user: User, target: Target, *, dry_run: bool = False):
+    """Find the remote calendar and keep the target's reference to it in the sync state
+    (``outlook connect`` does it once, so that runs ask nothing); another calendar than
+    last time starts the target's sync afresh. The sync state, as now kept."""
+    name = target.name
+    state = store.sync_state(user.id, name)
+    reference = target.bind(state.calendar_id)
+    if reference != state.calendar_id and not dry_run:
+        if state.calendar_id is not None:
+            store.reset_sync(user.id, name)
+        store.save_sync_state(user.id, name, calendar_id=reference)
+        state = store.sync_state(user.id, name)
+    return state
+
+
 @dataclass
 class _PullStep:
     """One remote object of an open and what was decided for it."""
@@ -268,16 +283,7 @@ class SyncRun:
         return report
 
     def _bind(self):
-        """Find the remote calendar (cached); another calendar than last time starts afresh."""
-        target = self.target.name
-        state = self.store.sync_state(self.user.id, target)
-        reference = self.target.bind(state.calendar_id)
-        if reference != state.calendar_id and not self.options.dry_run:
-            if state.calendar_id is not None:
-                self.store.reset_sync(self.user.id, target)
-            self.store.save_sync_state(self.user.id, target, calendar_id=reference)
-            state = self.store.sync_state(self.user.id, target)
-        return state
+        return bind_calendar(self.store, self.user, self.target, dry_run=self.options.dry_run)
 
     # ------------------------------------------------------------------ open
     def pull(self) -> RunReport:
