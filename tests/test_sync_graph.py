@@ -15,7 +15,7 @@ import pytest
 
 from bridge.ical.model import EventData
 from bridge.store import Store, open_store
-from bridge.sync.engine import SyncRun
+from bridge.sync.engine import SyncRun, bind_calendar
 from bridge.targets import graph_auth
 from bridge.targets.base import ReconnectNeeded
 from bridge.targets.graph import build_target
@@ -208,3 +208,38 @@ def test_an_unknown_calendar_lists_the_names(remote: GraphRemote) -> None:
     with pytest.raises(Exception, match=f"'Calendar', '{CALENDAR}'"):
         remote.target("Nope").bind(None)
 
+
+
+def test_series_follow_ups_are_batched_across_series(remote: GraphRemote,
+                                                     store: Store) -> None:
+    """30 new series with a cancelled and a moved occurrence: Graph cannot take them with
+    the master, so each needs its instances looked up, then written, then read back; each
+    of those steps is one round of $batch for all series, not requests per series."""
+    from tests.test_target_contract import vcalendar, weekly
+
+    for n in range(30):
+        first = at(1 + n % 5, 8 + n % 9)
+        store.put_object(LOGIN, f"s{n}.ics", vcalendar(
+            f"serie-{n}@gestan", f"Hebdo {n}", first, rrule="FREQ=WEEKLY;COUNT=6",
+            cancelled=(weekly(first, 2),),
+            moved={weekly(first, 4): (weekly(first, 4) + timedelta(hours=1), f"Décalé {n}")}))
+    fake = remote.fake
+    target = remote.target()
+    bind_calendar(store, store.require_user(LOGIN), target)  # as outlook connect does
+    fake.reset_log()
+    report = run(store, target, "close")
+    assert report.status == "ok" and report.remote.created == 30, report.message
+    outside = [(e.method, e.path) for e in fake.request_log if not e.in_batch]
+    # 2 batches of creates, 2 of lookups, 3 of writes (60 parts), 3 of read-backs (30
+    # masters and 30 instance listings)
+    assert outside == [("POST", "/v1.0/$batch")] * (2 + 2 + 3 + 3) \
+        and fake.request_count == len(outside), outside
+    live = remote.live()
+    assert len(live) == 30
+    for seen in live:
+        occurrences = remote.occurrences(seen.remote_id)
+        assert len(occurrences) == 5, (seen.summary, occurrences)
+        assert sum(title.startswith("Décalé") for title, _ in occurrences) == 1
+    fake.reset_log()
+    assert run(store, remote.target(), "open").gestan.updated == 0
+    assert fake.request_count == 1, "the series read back: the next open knows them all"

@@ -30,6 +30,7 @@ How Graph is used (DESIGN.md "Facts"; tests/fakes/graph.py):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -427,20 +428,27 @@ class GraphTarget:
         found: list[list[dict[str, Any]]] = [[] for _ in queries]
 
         def answer(index: int, item: dict[str, Any]) -> None:
-            status = int(item.get("status", 0))
-            if status in (404, 410):
-                return
-            if status != 200:
-                raise TargetStopped(f"Microsoft Graph refused to list a series ({status} "
-                                    f"{_error_code(item.get('body'))}): the run stopped")
-            page = item.get("body") or {}
-            found[index] = list(page.get("value") or [])
-            if page.get("@odata.nextLink"):  # a long series: the rest page by page
-                more, _, _ = self._pages(page["@odata.nextLink"], "instances", page_size=None)
-                found[index] += more
+            found[index] = self._listed_instances(item)
 
-        self._batch([self._part("GET", self._instances_url(*q)[len(self.base):])
-                     for q in queries], answer)
+        self._batch([self._instances_part(*q) for q in queries], answer)
+        return found
+
+    def _instances_part(self, master_id: str, lo: datetime, hi: datetime) -> dict[str, Any]:
+        return self._part("GET", self._instances_url(master_id, lo, hi)[len(self.base):])
+
+    def _listed_instances(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        """A $batch answer listing instances, whole (a long series: the rest page by page)."""
+        status = int(item.get("status", 0))
+        if status in (404, 410):
+            return []
+        if status != 200:
+            raise TargetStopped(f"Microsoft Graph refused to list a series ({status} "
+                                f"{_error_code(item.get('body'))}): the run stopped")
+        page = item.get("body") or {}
+        found = list(page.get("value") or [])
+        if page.get("@odata.nextLink"):
+            more, _, _ = self._pages(page["@odata.nextLink"], "instances", page_size=None)
+            found += more
         return found
 
     def _span(self, master: dict[str, Any], uid: str | None) -> _Span:
@@ -866,15 +874,53 @@ class GraphTarget:
         for plan in plans:
             if id(plan) in failed:
                 on_result(failed[id(plan)])
-        plans = [p for p in plans if id(p) not in failed]
-        masters = self._masters(self._master_id(p) for p in plans)
-        present = [p for p in plans if masters.get(self._master_id(p)) is not None]
+        self._read_back([p for p in plans if id(p) not in failed], on_result)
+
+    def _read_back(self, plans: list[_Plan], on_result: Callable[[WriteResult], None]
+                   ) -> None:
+        """Series just written, read whole: their masters, and in the same $batch round the
+        instances of those whose span Graph's answer to the master's write told."""
+        spans: dict[int, _Span] = {}
         for plan in plans:
-            if masters.get(self._master_id(plan)) is None:
+            if plan.master is not None:
+                with contextlib.suppress(*READ_ERRORS):
+                    spans[id(plan)] = self._span(plan.master, plan.op.uid)
+        spanned = [p for p in plans if id(p) in spans]
+        masters: dict[int, dict[str, Any] | None] = {}
+        listed: dict[int, list[dict[str, Any]]] = {}
+
+        def answer(index: int, item: dict[str, Any]) -> None:
+            if index >= len(plans):
+                listed[id(spanned[index - len(plans)])] = self._listed_instances(item)
+                return
+            status = int(item.get("status", 0))
+            if status not in (200, 404, 410):
+                raise TargetStopped(f"Microsoft Graph refused to read an event ({status} "
+                                    f"{_error_code(item.get('body'))}): the run stopped")
+            masters[id(plans[index])] = item["body"] if status == 200 else None
+
+        parts = [self._part("GET", self._event_url(self._master_id(p))[len(self.base):])
+                 for p in plans]
+        parts += [self._instances_part(self._master_id(p), spans[id(p)].lo, spans[id(p)].hi)
+                  for p in spanned]
+        self._batch(parts, answer)
+        rest = [p for p in plans if masters.get(id(p)) is not None and id(p) not in spans]
+        reads = dict(zip(map(id, rest), self._series_many(
+            [(masters[id(p)], p.op.uid) for p in rest]), strict=True))  # type: ignore[misc]
+        for plan in plans:
+            master = masters.get(id(plan))
+            if master is None:
                 on_result(WriteResult(plan.op, error=WriteError.GONE))
-        reads = self._series_many([(masters[self._master_id(p)], p.op.uid)  # type: ignore
-                                   for p in present])
-        for plan, read in zip(present, reads, strict=True):
+                continue
+            read: RemoteObject | Exception
+            if id(plan) in reads:
+                read = reads[id(plan)]
+            else:
+                try:
+                    read = self._series_from(master, self._span(master, plan.op.uid),
+                                             listed.get(id(plan), []))
+                except READ_ERRORS as exc:
+                    read = exc
             if isinstance(read, Exception):
                 on_result(WriteResult(plan.op, error=WriteError.REJECTED,
                                       message=f"Outlook holds it in a form we cannot read: "
@@ -900,9 +946,10 @@ class GraphTarget:
         refused: set[int] = set()
 
         def answer(index: int, item: dict[str, Any]) -> None:
-            status = int(item.get("status", 0))
-            if status != 200:
-                plan = resets[index]
+            status, plan = int(item.get("status", 0)), resets[index]
+            if status == 200:
+                plan.master = item.get("body") or plan.master  # the pattern as now held
+            else:
                 refused.add(id(plan))
                 on_result(WriteResult(plan.op, error=WriteError.REJECTED, message=(
                     f"Outlook refused the series pattern: {status}")))
