@@ -34,6 +34,7 @@ from exchangelib.errors import (
     ErrorFolderNotFound,
     ErrorInvalidSyncStateData,
     ErrorIrresolvableConflict,
+    ErrorNonExistentMailbox,
     ErrorServerBusy,
     RateLimitError,
     UnauthorizedError,
@@ -47,6 +48,7 @@ from exchangelib.recurrence import (
     WeeklyPattern,
 )
 
+from tests.fakes.autodiscover import ExchangeNetwork
 from tests.fakes.ews import FakeEws
 
 PARIS = EWSTimeZone("Europe/Paris")
@@ -496,6 +498,22 @@ def test_ntlm_refuses_a_wrong_password_or_basic_at_once() -> None:
             connect(fake, password=old, auth_type=NTLM).calendar  # noqa: B018
         assert connect(fake, password="changed", auth_type=NTLM).calendar.name == "Calendar"
         close_connections()
+
+
+def test_soap_autodiscover_answers_the_mailbox_settings(fake: FakeEws, tmp_path) -> None:
+    """exchangelib's autodiscover (GetUserSettings) through loopback DNS and HTTP: the EWS
+    URL and schema of the mailbox; another address is InvalidUser."""
+    credentials = Credentials(fake.username, fake.password)
+    with ExchangeNetwork({"autodiscover.example.com": fake}, tmp_path):
+        account = Account(fake.email, credentials=credentials, autodiscover=True,
+                          access_type=DELEGATE)
+        assert account.protocol.service_endpoint == fake.url
+        assert account.ad_response.version.api_version == "Exchange2016"
+        assert services(fake) == ["?", "GetUserSettings"], "the scheme asked, then settings"
+        with pytest.raises(ErrorNonExistentMailbox):
+            Account("bob@example.com", credentials=credentials, autodiscover=True,
+                    access_type=DELEGATE)
+    close_connections()
 
 
 def test_http_500_is_reported(fake: FakeEws, account: Account) -> None:

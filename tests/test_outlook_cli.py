@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.clirun import invoke
+from tests.fakes.autodiscover import ExchangeNetwork
 from tests.fakes.ews import FakeEws
 
 
@@ -122,6 +123,65 @@ def test_ntlm_against_a_server_taking_basic_only_says_so(ews):
     fake, env, secret, tmp = ews
     refused = connect(env, fake, secret, "--auth", "ntlm")
     one_error(refused, "does not take ntlm authentication", "--auth basic")
+    kept_nothing(env, tmp)
+
+
+def autodiscover_connect(env, fake, secret, *extra):
+    """``outlook connect`` without --ews-url: exchangelib's autodiscover finds the server."""
+    return invoke(env, "outlook", "connect", "--user", "alice", "--email", fake.email,
+                  "--username", fake.username, "--password-file", str(secret), *extra)
+
+
+@pytest.mark.parametrize(("ews", "published"), [("basic", "autodiscover host"),
+                                                ("ntlm", "SRV record")], indirect=["ews"])
+def test_connect_without_an_ews_url_autodiscovers_the_server(ews, published):
+    """exchangelib's SOAP autodiscover from alice@example.com: example.com has no address,
+    then autodiscover.example.com answers (or, with an SRV record, mail.example.com does);
+    the EWS URL it gives is checked and kept."""
+    fake, env, secret, tmp = ews
+    auth = ["--auth", fake.auth]
+    hosts, srv = (({"autodiscover.example.com": fake}, None) if published == "autodiscover host"
+                  else ({"mail.example.com": fake}, {"example.com": "mail.example.com"}))
+    with ExchangeNetwork(hosts, tmp / "net", srv=srv) as network:
+        done = autodiscover_connect(env, fake, secret, *auth)
+    assert done.returncode == 0, done.stderr
+    assert "GetUserSettings" in [r.service for r in fake.request_log]
+    assert ("example.com", "A") in network.dns.queries, "autodiscover tried the domain first"
+    assert fake.url in done.stdout and "syncs with the main calendar" in done.stdout
+    shown = invoke(env, "outlook", "status", "--user", "alice", "--check")
+    assert shown.returncode == 0 and fake.url in shown.stdout, shown.stderr
+    assert f"{fake.auth} authentication" in shown.stdout
+
+
+@pytest.mark.parametrize("ews", ["ntlm"], indirect=True)
+def test_autodiscover_then_basic_against_a_server_taking_ntlm_only_says_so(ews):
+    """Autodiscover finds its own scheme, but the check uses the one asked for (and kept):
+    a connection that a later sync could not use is never stored."""
+    fake, env, secret, tmp = ews
+    with ExchangeNetwork({"autodiscover.example.com": fake}, tmp / "net"):
+        refused = autodiscover_connect(env, fake, secret)  # --auth basic by default
+    one_error(refused, "does not take basic authentication", "--auth ntlm")
+    kept_nothing(env, tmp)
+
+
+def test_autodiscover_finding_nothing_is_one_line_suggesting_the_url(ews):
+    fake, env, secret, tmp = ews
+    with ExchangeNetwork({}, tmp / "net") as network:  # example.com publishes no Exchange
+        refused = autodiscover_connect(env, fake, secret)
+    one_error(refused, "autodiscover found no Exchange server for alice@example.com",
+              "--ews-url https://")
+    assert ("_autodiscover._tcp.example.com", "SRV") in network.dns.queries, "every step"
+    assert fake.request_count == 0
+    kept_nothing(env, tmp)
+
+
+def test_autodiscover_with_a_wrong_password_is_one_line(ews):
+    fake, env, secret, tmp = ews
+    secret.write_text("not the password\n")
+    with ExchangeNetwork({"autodiscover.example.com": fake}, tmp / "net"):
+        refused = autodiscover_connect(env, fake, secret)
+    one_error(refused, "wrong user name or password", "outlook connect")
+    assert fake.request_count == 2, "the scheme asked, then one refusal: no retry"
     kept_nothing(env, tmp)
 
 

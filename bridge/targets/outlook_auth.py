@@ -167,13 +167,29 @@ def connect_ews(login: str, *, email: str, username: str, password: str,
 
 
 def _autodiscover(email: str, username: str, password: str, auth_type: str) -> str:
-    from exchangelib import DELEGATE, Account, Credentials
-    from exchangelib.errors import AutoDiscoverError, EWSError, TransportError
+    """The EWS endpoint exchangelib's autodiscover finds for ``email``. The Account gets the
+    check's configuration (auth type, FailFast), since exchangelib keeps the protocol it
+    makes here for the check that follows."""
+    from exchangelib import BASIC, DELEGATE, NTLM, Account, Configuration, Credentials
+    from exchangelib.errors import (
+        AutoDiscoverError,
+        EWSError,
+        TransportError,
+        UnauthorizedError,
+    )
+    from exchangelib.protocol import FailFast
 
+    config = Configuration(credentials=Credentials(username, password),
+                           auth_type=NTLM if auth_type == "ntlm" else BASIC,
+                           retry_policy=FailFast(), version=_version())
     try:
-        account = Account(email, credentials=Credentials(username, password),
-                          autodiscover=True, access_type=DELEGATE)
+        account = Account(email, config=config, autodiscover=True, access_type=DELEGATE)
         return str(account.protocol.service_endpoint)
+    except UnauthorizedError:
+        raise OutlookConnectError(
+            f"Exchange refused user {username!r} when autodiscovering {email} (wrong user "
+            "name or password): check them, then run gestan-bridge outlook connect again"
+            ) from None
     except (AutoDiscoverError, TransportError, EWSError, OSError) as exc:
         raise OutlookConnectError(
             f"autodiscover found no Exchange server for {email} ({type(exc).__name__}): "

@@ -26,6 +26,13 @@ carry no header; a new connection shakes hands again (three HTTP requests, each 
 password changed with ``set_password`` refuses new handshakes, not connections already made.
 Anything else answers 401 with the scheme the fake takes.
 
+Autodiscover: the same server answers SOAP autodiscover (what exchangelib 5 asks: GetUserSettings
+at /autodiscover/autodiscover.svc, behind the same authentication) with the documented
+GetUserSettingsResponseMessage: ExternalEwsUrl/InternalEwsUrl = ``url``, AutoDiscoverSMTPAddress,
+EwsSupportedSchemas up to Exchange2016; other settings are UserSettingErrors
+(SettingIsNotAvailable), another mailbox is InvalidUser. To reach it from an e-mail address,
+see tests/fakes/autodiscover.py (loopback DNS and HTTPS hosts for exchangelib).
+
 Operations: GetFolder, FindFolder (Shallow/Deep, IndexedPageFolderView, Restriction), FindItem
 (IndexedPageItemView paging, CalendarView expanding occurrences, Restriction incl. on extended
 properties), GetItem (ItemId, OccurrenceItemId, RecurringMasterItemId), CreateItem, UpdateItem
@@ -124,6 +131,10 @@ from spnego.exceptions import SpnegoError
 from tests.fakes.loopback import LoopbackServer
 
 SOAPNS = "http://schemas.xmlsoap.org/soap/envelope/"
+ANS = "http://schemas.microsoft.com/exchange/2010/Autodiscover"
+WSA = "http://www.w3.org/2005/08/addressing"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+AUTODISCOVER_PATH = "/autodiscover/autodiscover.svc"
 MNS = "http://schemas.microsoft.com/exchange/services/2006/messages"
 TNS = "http://schemas.microsoft.com/exchange/services/2006/types"
 ENS = "http://schemas.microsoft.com/exchange/services/2006/errors"
@@ -587,6 +598,79 @@ class FakeEws(LoopbackServer):
                                 if m.get("ResponseClass") != "Success")
             return 200, _XML, self._envelope(entry.service, messages, ctx)
 
+    # ------------------------------------------------------------------ SOAP autodiscover
+    def _handle_autodiscover(self, headers: dict[str, str], body: bytes
+                             ) -> tuple[int, dict[str, str], bytes]:
+        """GetUserSettings at /autodiscover/autodiscover.svc (what exchangelib's autodiscover
+        asks), behind the same authentication as EWS: this mailbox's settings, InvalidUser
+        for any other."""
+        with self._lock:
+            self.request_count += 1
+            entry = LoggedRequest(service="?")
+            self.request_log.append(entry)
+            refusal = self._authenticate(headers.get("authorization", ""))
+            if refusal is not None:
+                entry.status = 401
+                return 401, refusal, b""
+            try:
+                request = etree.fromstring(body).find(
+                    f"{{{SOAPNS}}}Body/{{{ANS}}}GetUserSettingsRequestMessage/{{{ANS}}}Request")
+            except etree.XMLSyntaxError:
+                request = None
+            if request is None:
+                entry.status = 400
+                return 400, {"Content-Type": "text/plain"}, b"Bad SOAP request"
+            entry.service = "GetUserSettings"
+            users = [m.text or "" for m in request.iter(f"{{{ANS}}}Mailbox")]
+            wanted = [s.text or "" for s in request.iter(f"{{{ANS}}}Setting")]
+            return 200, _XML, self._user_settings(users, wanted)
+
+    def _known_settings(self) -> dict[str, str]:
+        return {"UserDisplayName": self.email.split("@")[0], "AutoDiscoverSMTPAddress": self.email,
+                "InternalEwsUrl": self.url, "ExternalEwsUrl": self.url,
+                "EwsSupportedSchemas": "Exchange2007, Exchange2007_SP1, Exchange2010, "
+                                       "Exchange2010_SP1, Exchange2010_SP2, Exchange2013, "
+                                       "Exchange2013_SP1, Exchange2016"}
+
+    def _user_settings(self, users: list[str], wanted: list[str]) -> bytes:
+        """The documented GetUserSettingsResponseMessage: a setting this server lacks is a
+        UserSettingError (SettingIsNotAvailable), as Exchange answers."""
+        def a(name: str, text: str | None = None, children: Iterable[etree._Element] = (),
+              attrs: dict[str, str] | None = None) -> etree._Element:
+            elem = etree.Element(f"{{{ANS}}}{name}", attrib=attrs or {})
+            elem.text = text
+            elem.extend(children)
+            return elem
+
+        known = self._known_settings()
+        responses = []
+        for user in users:
+            if user.lower() != self.email.lower():
+                responses.append(a("UserResponse", children=[
+                    a("ErrorCode", "InvalidUser"),
+                    a("ErrorMessage", f"The e-mail address cannot be found: {user}"),
+                    a("UserSettingErrors"), a("UserSettings")]))
+                continue
+            settings = [a("UserSetting", attrs={f"{{{XSI}}}type": "StringSetting"}, children=[
+                a("Name", name), a("Value", known[name])]) for name in wanted if name in known]
+            errors = [a("UserSettingError", children=[
+                a("ErrorCode", "SettingIsNotAvailable"),
+                a("ErrorMessage", "User setting is not available."), a("SettingName", name)])
+                for name in wanted if name not in known]
+            responses.append(a("UserResponse", children=[
+                a("ErrorCode", "NoError"), a("ErrorMessage", "No error."),
+                a("UserSettingErrors", children=errors), a("UserSettings", children=settings)]))
+        env = etree.Element(f"{{{SOAPNS}}}Envelope", nsmap={"s": SOAPNS, "a": WSA, "i": XSI})
+        header = etree.SubElement(env, f"{{{SOAPNS}}}Header")
+        action = etree.SubElement(header, f"{{{WSA}}}Action")
+        action.text = f"{ANS}/Autodiscover/GetUserSettingsResponse"
+        body = etree.SubElement(env, f"{{{SOAPNS}}}Body")
+        body.append(a("GetUserSettingsResponseMessage", children=[a("Response", children=[
+            a("ErrorCode", "NoError"), a("ErrorMessage"),
+            a("UserResponses", children=responses)])]))
+        return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+
+    # ------------------------------------------------------------------ authentication
     def _challenge(self) -> dict[str, str]:
         return {"WWW-Authenticate": "NTLM" if self.auth == "ntlm" else 'Basic realm="127.0.0.1"'}
 
@@ -1545,7 +1629,10 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, extra, payload = self.fake._handle_http(headers, body)
+        if self.path.split("?")[0].lower() == AUTODISCOVER_PATH:
+            status, extra, payload = self.fake._handle_autodiscover(headers, body)
+        else:
+            status, extra, payload = self.fake._handle_http(headers, body)
         self.send_response(status)
         for key, value in extra.items():
             self.send_header(key, value)
