@@ -14,6 +14,7 @@ import pytest
 from exchangelib import (
     BASIC,
     DELEGATE,
+    NTLM,
     Account,
     Build,
     CalendarItem,
@@ -33,6 +34,7 @@ from exchangelib.errors import (
     ErrorFolderNotFound,
     ErrorInvalidSyncStateData,
     ErrorIrresolvableConflict,
+    ErrorNonExistentMailbox,
     ErrorServerBusy,
     RateLimitError,
     UnauthorizedError,
@@ -46,6 +48,7 @@ from exchangelib.recurrence import (
     WeeklyPattern,
 )
 
+from tests.fakes.autodiscover import ExchangeNetwork
 from tests.fakes.ews import FakeEws
 
 PARIS = EWSTimeZone("Europe/Paris")
@@ -67,7 +70,7 @@ def fake() -> Iterator[FakeEws]:
 
 
 def connect(fake: FakeEws, *, password: str | None = None,
-            retry_policy: RetryPolicy | None = None) -> Account:
+            retry_policy: RetryPolicy | None = None, auth_type: str = BASIC) -> Account:
     """The configuration the EWS target uses: no autodiscover, no version or auth probing.
 
     exchangelib caches one Protocol per (endpoint, credentials) for the whole process, and the
@@ -77,7 +80,7 @@ def connect(fake: FakeEws, *, password: str | None = None,
     config = Configuration(
         service_endpoint=fake.url,
         credentials=Credentials(fake.username, password or fake.password),
-        auth_type=BASIC,
+        auth_type=auth_type,
         version=Version(build=Build(15, 1, 2507, 6)),
         retry_policy=retry_policy or FailFast(),
     )
@@ -461,6 +464,55 @@ def test_wrong_password_fails_at_once(fake: FakeEws) -> None:
     with pytest.raises(RateLimitError):
         tolerant.calendar  # noqa: B018
     assert fake.request_count == 2
+    close_connections()
+
+
+def test_ntlm_authenticates_a_connection_once() -> None:
+    """auth="ntlm": Negotiate, Challenge, Authenticate on one connection (requests_ntlm through
+    exchangelib, pyspnego in the fake); the connection then stays authenticated, a new one
+    shakes hands again."""
+    with FakeEws(auth="ntlm", username="EXAMPLE\\alice") as fake:
+        account = connect(fake, auth_type=NTLM)
+        assert account.calendar.name == "Calendar"
+        assert [(r.service, r.status) for r in fake.request_log] == [
+            ("?", 401), ("?", 401), ("GetFolder", 200), ("GetFolder", 200)]
+        fake.reset_log()
+        assert connect(fake, auth_type=NTLM).calendar.id == fake.folder_id("calendar")
+        assert fake.request_count == 4, "close_connections(): a new connection, a new handshake"
+        close_connections()
+
+
+def test_ntlm_refuses_a_wrong_password_or_basic_at_once() -> None:
+    with FakeEws(auth="ntlm") as fake:
+        for password, auth_type, requests in (("wrong", NTLM, 3), (None, BASIC, 1)):
+            fake.reset_log()
+            began = time.monotonic()
+            with pytest.raises(UnauthorizedError):
+                connect(fake, password=password, auth_type=auth_type).calendar  # noqa: B018
+            assert time.monotonic() - began < 1
+            assert fake.request_count == requests and {r.status for r in fake.request_log} == {
+                401}
+        old = fake.password
+        fake.set_password("changed")
+        with pytest.raises(UnauthorizedError):
+            connect(fake, password=old, auth_type=NTLM).calendar  # noqa: B018
+        assert connect(fake, password="changed", auth_type=NTLM).calendar.name == "Calendar"
+        close_connections()
+
+
+def test_soap_autodiscover_answers_the_mailbox_settings(fake: FakeEws, tmp_path) -> None:
+    """exchangelib's autodiscover (GetUserSettings) through loopback DNS and HTTP: the EWS
+    URL and schema of the mailbox; another address is InvalidUser."""
+    credentials = Credentials(fake.username, fake.password)
+    with ExchangeNetwork({"autodiscover.example.com": fake}, tmp_path):
+        account = Account(fake.email, credentials=credentials, autodiscover=True,
+                          access_type=DELEGATE)
+        assert account.protocol.service_endpoint == fake.url
+        assert account.ad_response.version.api_version == "Exchange2016"
+        assert services(fake) == ["?", "GetUserSettings"], "the scheme asked, then settings"
+        with pytest.raises(ErrorNonExistentMailbox):
+            Account("bob@example.com", credentials=credentials, autodiscover=True,
+                    access_type=DELEGATE)
     close_connections()
 
 

@@ -6,16 +6,19 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import time
 
 import pytest
 
 from tests.clirun import invoke
+from tests.fakes.autodiscover import ExchangeNetwork
 from tests.fakes.ews import FakeEws
 
 
 @pytest.fixture
-def ews(tmp_path):
-    with FakeEws() as fake:
+def ews(tmp_path, request):
+    """An Exchange server taking Basic (or, parametrized, NTLM) and a user alice."""
+    with FakeEws(auth=getattr(request, "param", "basic")) as fake:
         env = {"GESTAN_BRIDGE_DB": f"sqlite:///{tmp_path / 'g.db'}",
                "GESTAN_BRIDGE_TOKEN_DIR": str(tmp_path / "tokens")}
         assert invoke(env, "users", "add", "alice", "--password", "pw").returncode == 0
@@ -59,10 +62,127 @@ def test_a_wrong_password_is_one_line_at_once_and_keeps_nothing(ews):
     before = fake.request_count
     refused = connect(env, fake, secret)
     one_error(refused, "wrong user name or password", "outlook connect")
-    assert fake.request_count - before == 1, "no retry of a 401"
+    assert fake.request_count - before == 2, "no retry of a 401, then the schemes asked"
     assert not (tmp / "tokens").exists() or not any((tmp / "tokens").iterdir())
     shown = invoke(env, "outlook", "status", "--user", "alice")
     assert "not connected" in shown.stdout
+
+
+def kept_nothing(env, tmp):
+    assert not (tmp / "tokens").exists() or not any((tmp / "tokens").iterdir())
+    assert "not connected" in invoke(env, "outlook", "status", "--user", "alice").stdout
+
+
+@pytest.mark.parametrize("ews", ["ntlm"], indirect=True)
+def test_ntlm_connects_and_syncs(ews):
+    """--auth ntlm against a server taking NTLM only: the handshake (requests_ntlm in
+    exchangelib, pyspnego in the fake) for the check, then for the sync's close and open."""
+    from datetime import date, timedelta
+
+    fake, env, secret, _ = ews
+    done = connect(env, fake, secret, "--auth", "ntlm")
+    assert done.returncode == 0, done.stderr
+    assert "ntlm authentication" in done.stdout and fake.password not in done.stdout
+    shown = invoke(env, "outlook", "status", "--user", "alice", "--check")
+    assert shown.returncode == 0 and "ntlm authentication" in shown.stdout, shown.stderr
+    day = date.today() + timedelta(days=4)
+    assert invoke(env, "agenda", "add", "--user", "alice", "--subject", "Devis NTLM",
+                  "--start", f"{day} 09:00").returncode == 0
+    closed = invoke(env, "sync", "close", "--user", "alice")
+    assert closed.returncode == 0 and "outlook: 1 created" in closed.stdout, closed.stdout
+    [item] = fake.items("calendar")
+    fake.modify(item["id"], Subject="Devis NTLM (signé)")
+    opened = invoke(env, "sync", "open", "--user", "alice")
+    assert opened.returncode == 0 and "1 updated" in opened.stdout, opened.stdout
+    assert "Devis NTLM (signé)" in invoke(env, "agenda", "list", "--user", "alice").stdout
+
+
+@pytest.mark.parametrize("ews", ["ntlm"], indirect=True)
+def test_ntlm_with_a_wrong_password_is_one_line_at_once_and_keeps_nothing(ews):
+    fake, env, secret, tmp = ews
+    secret.write_text("not the password\n")
+    before = fake.request_count
+    began = time.monotonic()
+    refused = connect(env, fake, secret, "--auth", "ntlm")
+    one_error(refused, "wrong user name or password", "outlook connect")
+    assert time.monotonic() - began < 2
+    assert fake.request_count - before == 4, "one handshake (3 requests), the schemes asked"
+    kept_nothing(env, tmp)
+
+
+@pytest.mark.parametrize("ews", ["ntlm"], indirect=True)
+def test_basic_against_a_server_taking_ntlm_only_says_so(ews):
+    fake, env, secret, tmp = ews
+    refused = connect(env, fake, secret)  # the right password, the wrong scheme
+    one_error(refused, "does not take basic authentication", "offers ntlm",
+              "outlook connect again with --auth ntlm")
+    kept_nothing(env, tmp)
+
+
+def test_ntlm_against_a_server_taking_basic_only_says_so(ews):
+    fake, env, secret, tmp = ews
+    refused = connect(env, fake, secret, "--auth", "ntlm")
+    one_error(refused, "does not take ntlm authentication", "--auth basic")
+    kept_nothing(env, tmp)
+
+
+def autodiscover_connect(env, fake, secret, *extra):
+    """``outlook connect`` without --ews-url: exchangelib's autodiscover finds the server."""
+    return invoke(env, "outlook", "connect", "--user", "alice", "--email", fake.email,
+                  "--username", fake.username, "--password-file", str(secret), *extra)
+
+
+@pytest.mark.parametrize(("ews", "published"), [("basic", "autodiscover host"),
+                                                ("ntlm", "SRV record")], indirect=["ews"])
+def test_connect_without_an_ews_url_autodiscovers_the_server(ews, published):
+    """exchangelib's SOAP autodiscover from alice@example.com: example.com has no address,
+    then autodiscover.example.com answers (or, with an SRV record, mail.example.com does);
+    the EWS URL it gives is checked and kept."""
+    fake, env, secret, tmp = ews
+    auth = ["--auth", fake.auth]
+    hosts, srv = (({"autodiscover.example.com": fake}, None) if published == "autodiscover host"
+                  else ({"mail.example.com": fake}, {"example.com": "mail.example.com"}))
+    with ExchangeNetwork(hosts, tmp / "net", srv=srv) as network:
+        done = autodiscover_connect(env, fake, secret, *auth)
+    assert done.returncode == 0, done.stderr
+    assert "GetUserSettings" in [r.service for r in fake.request_log]
+    assert ("example.com", "A") in network.dns.queries, "autodiscover tried the domain first"
+    assert fake.url in done.stdout and "syncs with the main calendar" in done.stdout
+    shown = invoke(env, "outlook", "status", "--user", "alice", "--check")
+    assert shown.returncode == 0 and fake.url in shown.stdout, shown.stderr
+    assert f"{fake.auth} authentication" in shown.stdout
+
+
+@pytest.mark.parametrize("ews", ["ntlm"], indirect=True)
+def test_autodiscover_then_basic_against_a_server_taking_ntlm_only_says_so(ews):
+    """Autodiscover finds its own scheme, but the check uses the one asked for (and kept):
+    a connection that a later sync could not use is never stored."""
+    fake, env, secret, tmp = ews
+    with ExchangeNetwork({"autodiscover.example.com": fake}, tmp / "net"):
+        refused = autodiscover_connect(env, fake, secret)  # --auth basic by default
+    one_error(refused, "does not take basic authentication", "--auth ntlm")
+    kept_nothing(env, tmp)
+
+
+def test_autodiscover_finding_nothing_is_one_line_suggesting_the_url(ews):
+    fake, env, secret, tmp = ews
+    with ExchangeNetwork({}, tmp / "net") as network:  # example.com publishes no Exchange
+        refused = autodiscover_connect(env, fake, secret)
+    one_error(refused, "autodiscover found no Exchange server for alice@example.com",
+              "--ews-url https://")
+    assert ("_autodiscover._tcp.example.com", "SRV") in network.dns.queries, "every step"
+    assert fake.request_count == 0
+    kept_nothing(env, tmp)
+
+
+def test_autodiscover_with_a_wrong_password_is_one_line(ews):
+    fake, env, secret, tmp = ews
+    secret.write_text("not the password\n")
+    with ExchangeNetwork({"autodiscover.example.com": fake}, tmp / "net"):
+        refused = autodiscover_connect(env, fake, secret)
+    one_error(refused, "wrong user name or password", "outlook connect")
+    assert fake.request_count == 2, "the scheme asked, then one refusal: no retry"
+    kept_nothing(env, tmp)
 
 
 def test_a_password_changed_on_the_server_fails_the_check(ews):

@@ -111,10 +111,7 @@ def check_ews(connection: EwsConnection) -> None:
     try:
         ews_account(connection).calendar  # noqa: B018 - the request is the point
     except UnauthorizedError:
-        raise OutlookConnectError(
-            f"Exchange refused user {connection.username!r} at "
-            f"{connection.service_endpoint} (wrong user name or password): check them, then "
-            "run gestan-bridge outlook connect again") from None
+        raise OutlookConnectError(_refusal(connection)) from None
     except (TransportError, RateLimitError, OSError) as exc:
         raise OutlookConnectError(
             f"Exchange could not be reached at {connection.service_endpoint} "
@@ -122,6 +119,37 @@ def check_ews(connection: EwsConnection) -> None:
     except EWSError as exc:
         raise OutlookConnectError(
             f"Exchange answered {type(exc).__name__} at {connection.service_endpoint}") from None
+
+
+def _refusal(connection: EwsConnection) -> str:
+    """Why Exchange answered 401: a scheme it does not take (asked again, without
+    credentials, for the schemes it offers), else the user name or password."""
+    endpoint, wanted = connection.service_endpoint, connection.auth_type
+    offered = _offered_schemes(endpoint)
+    if offered and wanted not in offered:
+        usable = [name for name in AUTH_TYPES if name in offered]
+        advice = (f"run gestan-bridge outlook connect again with --auth {usable[0]}" if usable
+                  else "gestan-bridge speaks " + " or ".join(AUTH_TYPES))
+        return (f"Exchange at {endpoint} does not take {wanted} authentication (it offers "
+                f"{', '.join(sorted(offered))}): {advice}")
+    return (f"Exchange refused user {connection.username!r} at {endpoint} (wrong user name or "
+            "password): check them, then run gestan-bridge outlook connect again")
+
+
+def _offered_schemes(endpoint: str) -> set[str]:
+    """The schemes a 401's WWW-Authenticate names (lower case); empty when not learnt."""
+    import requests
+
+    try:
+        answer = requests.post(endpoint, data=b"", timeout=10, allow_redirects=False,
+                               headers={"Content-Type": "text/xml; charset=utf-8"})
+    except requests.RequestException:
+        return set()
+    if answer.status_code != 401:
+        return set()
+    challenges = answer.headers.get("WWW-Authenticate", "").split(",")
+    return {words[0].lower() for words in (c.split() for c in challenges)
+            if words and "=" not in words[0] and '"' not in words[0]}
 
 
 def connect_ews(login: str, *, email: str, username: str, password: str,
@@ -139,13 +167,29 @@ def connect_ews(login: str, *, email: str, username: str, password: str,
 
 
 def _autodiscover(email: str, username: str, password: str, auth_type: str) -> str:
-    from exchangelib import DELEGATE, Account, Credentials
-    from exchangelib.errors import AutoDiscoverError, EWSError, TransportError
+    """The EWS endpoint exchangelib's autodiscover finds for ``email``. The Account gets the
+    check's configuration (auth type, FailFast), since exchangelib keeps the protocol it
+    makes here for the check that follows."""
+    from exchangelib import BASIC, DELEGATE, NTLM, Account, Configuration, Credentials
+    from exchangelib.errors import (
+        AutoDiscoverError,
+        EWSError,
+        TransportError,
+        UnauthorizedError,
+    )
+    from exchangelib.protocol import FailFast
 
+    config = Configuration(credentials=Credentials(username, password),
+                           auth_type=NTLM if auth_type == "ntlm" else BASIC,
+                           retry_policy=FailFast(), version=_version())
     try:
-        account = Account(email, credentials=Credentials(username, password),
-                          autodiscover=True, access_type=DELEGATE)
+        account = Account(email, config=config, autodiscover=True, access_type=DELEGATE)
         return str(account.protocol.service_endpoint)
+    except UnauthorizedError:
+        raise OutlookConnectError(
+            f"Exchange refused user {username!r} when autodiscovering {email} (wrong user "
+            "name or password): check them, then run gestan-bridge outlook connect again"
+            ) from None
     except (AutoDiscoverError, TransportError, EWSError, OSError) as exc:
         raise OutlookConnectError(
             f"autodiscover found no Exchange server for {email} ({type(exc).__name__}): "

@@ -16,8 +16,22 @@ DESIGN.md, "Facts the fakes must respect"), so that an unpatched exchangelib can
         sub = account.calendar // "Gestan"          # FindFolder (Shallow, DisplayName restriction)
 
 With ``version`` set exchangelib sends no version probe, with ``auth_type`` no auth probe, with
-``autodiscover=False`` no autodiscover: every HTTP request is one EWS operation. Only BASIC auth
-is supported (``Authorization: Basic``; anything else answers 401).
+``autodiscover=False`` no autodiscover: every HTTP request is one EWS operation.
+
+Authentication: ``FakeEws(auth="basic")`` (the default) takes ``Authorization: Basic`` only;
+``FakeEws(auth="ntlm")`` takes NTLM only (``WWW-Authenticate: NTLM``), checked by pyspnego's
+acceptor as IIS's Windows authentication would: Negotiate, Challenge and Authenticate on one
+keep-alive connection, which then stays authenticated (IIS's default), so later requests on it
+carry no header; a new connection shakes hands again (three HTTP requests, each counted). A
+password changed with ``set_password`` refuses new handshakes, not connections already made.
+Anything else answers 401 with the scheme the fake takes.
+
+Autodiscover: the same server answers SOAP autodiscover (what exchangelib 5 asks: GetUserSettings
+at /autodiscover/autodiscover.svc, behind the same authentication) with the documented
+GetUserSettingsResponseMessage: ExternalEwsUrl/InternalEwsUrl = ``url``, AutoDiscoverSMTPAddress,
+EwsSupportedSchemas up to Exchange2016; other settings are UserSettingErrors
+(SettingIsNotAvailable), another mailbox is InvalidUser. To reach it from an e-mail address,
+see tests/fakes/autodiscover.py (loopback DNS and HTTPS hosts for exchangelib).
 
 Operations: GetFolder, FindFolder (Shallow/Deep, IndexedPageFolderView, Restriction), FindItem
 (IndexedPageItemView paging, CalendarView expanding occurrences, Restriction incl. on extended
@@ -83,15 +97,23 @@ Documented simplifications: one mailbox; only calendar items are stored (Calenda
 are stored as given but nobody is invited; a series without an end is expanded up to
 ``horizon_days`` after its start; time zones are read from StartTimeZone's Id (Windows ids, via
 exchangelib's table) and periods/transitions are ignored; SortOrder is ignored (FindItem answers
-by start, then creation); AutoResolve never merges; NTLM is not supported.
+by start, then creation); AutoResolve never merges; one authentication scheme at a time (Exchange
+usually offers Negotiate and NTLM together); NTLM passwords may not hold ``:`` (pyspnego's user
+file format).
 """
 
 from __future__ import annotations
 
+import atexit
 import base64
+import contextlib
 import copy
+import functools
 import itertools
+import os
 import secrets
+import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -101,12 +123,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import spnego
 from dateutil import rrule
 from lxml import etree
+from spnego.exceptions import SpnegoError
 
 from tests.fakes.loopback import LoopbackServer
 
 SOAPNS = "http://schemas.xmlsoap.org/soap/envelope/"
+ANS = "http://schemas.microsoft.com/exchange/2010/Autodiscover"
+WSA = "http://www.w3.org/2005/08/addressing"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+AUTODISCOVER_PATH = "/autodiscover/autodiscover.svc"
 MNS = "http://schemas.microsoft.com/exchange/services/2006/messages"
 TNS = "http://schemas.microsoft.com/exchange/services/2006/types"
 ENS = "http://schemas.microsoft.com/exchange/services/2006/errors"
@@ -321,6 +349,45 @@ class _Ctx:
     tz: ZoneInfo
 
 
+@dataclass
+class _Connection:
+    """What one keep-alive connection has established: NTLM authenticates a connection, not
+    a request."""
+
+    acceptor: Any = None  # pyspnego's NTLM acceptor, between Challenge and Authenticate
+    user: str | None = None  # who completed a handshake on it
+
+
+_NTLM_LOCK = threading.Lock()
+
+
+@functools.cache
+def _ntlm_user_file() -> str:
+    """The file pyspnego's NTLM acceptor reads users from (``NTLM_USER_FILE``, its only way):
+    one per process, removed at exit."""
+    directory = tempfile.mkdtemp(prefix="fake-ews-ntlm-")
+    atexit.register(shutil.rmtree, directory, True)
+    return os.path.join(directory, "users")
+
+
+@contextlib.contextmanager
+def _ntlm_users(lines: list[str]) -> Iterator[None]:
+    """The acceptor reads the file when made and when it checks an Authenticate: it holds
+    ``lines`` (one fake's users, ``DOMAIN:USER:PASSWORD``) only meanwhile, so that fakes of
+    one process do not see each other's."""
+    with _NTLM_LOCK:
+        path = _ntlm_user_file()
+        if os.environ.get("NTLM_USER_FILE") != path:
+            os.environ["NTLM_USER_FILE"] = path
+        with open(path, "w", encoding="utf-8") as users:
+            users.write("".join(f"{line}\n" for line in lines))
+        try:
+            yield
+        finally:
+            with open(path, "w", encoding="utf-8"):
+                pass
+
+
 def ext_key(uri: etree._Element) -> tuple[str, str, str]:
     """A comparable key for an ExtendedFieldURI (distinguished sets mapped to their GUID)."""
     set_id = uri.get("PropertySetId") or ""
@@ -339,7 +406,10 @@ class FakeEws(LoopbackServer):
     def __init__(self, *, email: str = "alice@example.com", username: str = "alice",
                  password: str = "secret", time_zone: str = "Romance Standard Time",
                  build: tuple[int, int, int, int] = (15, 1, 2507, 6), horizon_days: int = 730,
-                 delete_checks_changekey: bool = True) -> None:
+                 delete_checks_changekey: bool = True, auth: str = "basic") -> None:
+        if auth not in ("basic", "ntlm"):
+            raise ValueError(auth)
+        self.auth = auth
         self.email = email
         self.username = username
         self.password = password
@@ -356,6 +426,9 @@ class FakeEws(LoopbackServer):
         self._items: dict[str, _Item] = {}
         self._sync_states: dict[str, _SyncState] = {}
         self._failures: list[_Failure] = []
+        # ThreadingHTTPServer serves each connection in its own thread: the handler keeps
+        # there what the connection established (NTLM)
+        self._connection = threading.local()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         for dist, name, tag, cls, parent in WELL_KNOWN_FOLDERS:
@@ -493,9 +566,10 @@ class FakeEws(LoopbackServer):
             self.request_count += 1
             entry = LoggedRequest(service="?")
             self.request_log.append(entry)
-            if not self._authorized(headers.get("authorization", "")):
+            refusal = self._authenticate(headers.get("authorization", ""))
+            if refusal is not None:
                 entry.status = 401
-                return 401, {"WWW-Authenticate": 'Basic realm="127.0.0.1"'}, b""
+                return 401, refusal, b""
             try:
                 root = etree.fromstring(body)
                 soap_body = root.find(f"{{{SOAPNS}}}Body")
@@ -524,7 +598,90 @@ class FakeEws(LoopbackServer):
                                 if m.get("ResponseClass") != "Success")
             return 200, _XML, self._envelope(entry.service, messages, ctx)
 
-    def _authorized(self, header: str) -> bool:
+    # ------------------------------------------------------------------ SOAP autodiscover
+    def _handle_autodiscover(self, headers: dict[str, str], body: bytes
+                             ) -> tuple[int, dict[str, str], bytes]:
+        """GetUserSettings at /autodiscover/autodiscover.svc (what exchangelib's autodiscover
+        asks), behind the same authentication as EWS: this mailbox's settings, InvalidUser
+        for any other."""
+        with self._lock:
+            self.request_count += 1
+            entry = LoggedRequest(service="?")
+            self.request_log.append(entry)
+            refusal = self._authenticate(headers.get("authorization", ""))
+            if refusal is not None:
+                entry.status = 401
+                return 401, refusal, b""
+            try:
+                request = etree.fromstring(body).find(
+                    f"{{{SOAPNS}}}Body/{{{ANS}}}GetUserSettingsRequestMessage/{{{ANS}}}Request")
+            except etree.XMLSyntaxError:
+                request = None
+            if request is None:
+                entry.status = 400
+                return 400, {"Content-Type": "text/plain"}, b"Bad SOAP request"
+            entry.service = "GetUserSettings"
+            users = [m.text or "" for m in request.iter(f"{{{ANS}}}Mailbox")]
+            wanted = [s.text or "" for s in request.iter(f"{{{ANS}}}Setting")]
+            return 200, _XML, self._user_settings(users, wanted)
+
+    def _known_settings(self) -> dict[str, str]:
+        return {"UserDisplayName": self.email.split("@")[0], "AutoDiscoverSMTPAddress": self.email,
+                "InternalEwsUrl": self.url, "ExternalEwsUrl": self.url,
+                "EwsSupportedSchemas": "Exchange2007, Exchange2007_SP1, Exchange2010, "
+                                       "Exchange2010_SP1, Exchange2010_SP2, Exchange2013, "
+                                       "Exchange2013_SP1, Exchange2016"}
+
+    def _user_settings(self, users: list[str], wanted: list[str]) -> bytes:
+        """The documented GetUserSettingsResponseMessage: a setting this server lacks is a
+        UserSettingError (SettingIsNotAvailable), as Exchange answers."""
+        def a(name: str, text: str | None = None, children: Iterable[etree._Element] = (),
+              attrs: dict[str, str] | None = None) -> etree._Element:
+            elem = etree.Element(f"{{{ANS}}}{name}", attrib=attrs or {})
+            elem.text = text
+            elem.extend(children)
+            return elem
+
+        known = self._known_settings()
+        responses = []
+        for user in users:
+            if user.lower() != self.email.lower():
+                responses.append(a("UserResponse", children=[
+                    a("ErrorCode", "InvalidUser"),
+                    a("ErrorMessage", f"The e-mail address cannot be found: {user}"),
+                    a("UserSettingErrors"), a("UserSettings")]))
+                continue
+            settings = [a("UserSetting", attrs={f"{{{XSI}}}type": "StringSetting"}, children=[
+                a("Name", name), a("Value", known[name])]) for name in wanted if name in known]
+            errors = [a("UserSettingError", children=[
+                a("ErrorCode", "SettingIsNotAvailable"),
+                a("ErrorMessage", "User setting is not available."), a("SettingName", name)])
+                for name in wanted if name not in known]
+            responses.append(a("UserResponse", children=[
+                a("ErrorCode", "NoError"), a("ErrorMessage", "No error."),
+                a("UserSettingErrors", children=errors), a("UserSettings", children=settings)]))
+        env = etree.Element(f"{{{SOAPNS}}}Envelope", nsmap={"s": SOAPNS, "a": WSA, "i": XSI})
+        header = etree.SubElement(env, f"{{{SOAPNS}}}Header")
+        action = etree.SubElement(header, f"{{{WSA}}}Action")
+        action.text = f"{ANS}/Autodiscover/GetUserSettingsResponse"
+        body = etree.SubElement(env, f"{{{SOAPNS}}}Body")
+        body.append(a("GetUserSettingsResponseMessage", children=[a("Response", children=[
+            a("ErrorCode", "NoError"), a("ErrorMessage"),
+            a("UserResponses", children=responses)])]))
+        return etree.tostring(env, xml_declaration=True, encoding="utf-8")
+
+    # ------------------------------------------------------------------ authentication
+    def _challenge(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "NTLM" if self.auth == "ntlm" else 'Basic realm="127.0.0.1"'}
+
+    def _authenticate(self, header: str) -> dict[str, str] | None:
+        """None when the request may go on, else the 401's headers."""
+        if self.auth == "ntlm":
+            conn = getattr(self._connection, "state", None) or _Connection()
+            return self._ntlm_step(header, conn)
+        return None if self._basic_authorized(header) else self._challenge()
+
+    def _basic_authorized(self, header: str) -> bool:
         if not header.lower().startswith("basic "):
             return False
         try:
@@ -533,9 +690,42 @@ class FakeEws(LoopbackServer):
             return False
         return user.split("\\")[-1] in (self.username, self.email) and pwd == self.password
 
+    def _ntlm_step(self, header: str, conn: _Connection) -> dict[str, str] | None:
+        """One leg of the NTLM handshake of ``conn``: a Negotiate is answered with a
+        Challenge, an Authenticate authenticates the connection or is refused."""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "ntlm" or not token.strip():
+            if not header and conn.user is not None:
+                return None  # the connection is authenticated already
+            conn.acceptor = conn.user = None
+            return self._challenge()
+        if conn.acceptor is None or conn.acceptor.complete:
+            conn.acceptor, conn.user = None, None
+        try:
+            with _ntlm_users(self._ntlm_lines()):
+                if conn.acceptor is None:
+                    conn.acceptor = spnego.server(protocol="ntlm",
+                                                  options=spnego.NegotiateOptions.use_ntlm)
+                answer = conn.acceptor.step(base64.b64decode(token))
+        except (SpnegoError, ValueError):
+            conn.acceptor = None
+            return self._challenge()
+        if answer:
+            return {"WWW-Authenticate": f"NTLM {base64.b64encode(answer).decode()}"}
+        conn.user = conn.acceptor.client_principal
+        return None
+
+    def _ntlm_lines(self) -> list[str]:
+        """The account in pyspnego's user file format: as DOMAIN\\user (or user) and as its
+        e-mail address (UPN)."""
+        if ":" in self.password:
+            raise ValueError("an NTLM password of the fake may not hold ':'")
+        domain, _, user = self.username.rpartition("\\")
+        return [f"{domain}:{user}:{self.password}", f":{self.email}:{self.password}"]
+
     def _failure_reply(self, failure: _Failure) -> tuple[int, dict[str, str], bytes]:
         if failure.kind == "401":
-            return 401, {"WWW-Authenticate": 'Basic realm="127.0.0.1"'}, b""
+            return 401, self._challenge(), b""
         if failure.kind == "500":
             page = b"<html><body><h1>Server Error in '/EWS' Application.</h1></body></html>"
             return 500, {"Content-Type": "text/html"}, page
@@ -1426,14 +1616,23 @@ _XML = {"Content-Type": "text/xml; charset=utf-8"}
 
 
 class _Handler(BaseHTTPRequestHandler):
+    """One per connection, in its own thread: what the connection establishes lives as long."""
+
     fake: FakeEws
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.fake._connection.state = _Connection()
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        status, extra, payload = self.fake._handle_http(headers, body)
+        if self.path.split("?")[0].lower() == AUTODISCOVER_PATH:
+            status, extra, payload = self.fake._handle_autodiscover(headers, body)
+        else:
+            status, extra, payload = self.fake._handle_http(headers, body)
         self.send_response(status)
         for key, value in extra.items():
             self.send_header(key, value)
