@@ -560,15 +560,22 @@ class FakeEws(LoopbackServer):
             self.injected_errors = 0
 
     # ------------------------------------------------------------------ HTTP entry
+    def _admit(self, headers: dict[str, str]) -> tuple[LoggedRequest, dict[str, str] | None]:
+        """Count and log a request, then authenticate it (caller holds the lock): its log
+        entry, and the 401's headers when refused."""
+        self.request_count += 1
+        entry = LoggedRequest(service="?")
+        self.request_log.append(entry)
+        refusal = self._authenticate(headers.get("authorization", ""))
+        if refusal is not None:
+            entry.status = 401
+        return entry, refusal
+
     def _handle_http(self, headers: dict[str, str], body: bytes
                      ) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
-            self.request_count += 1
-            entry = LoggedRequest(service="?")
-            self.request_log.append(entry)
-            refusal = self._authenticate(headers.get("authorization", ""))
+            entry, refusal = self._admit(headers)
             if refusal is not None:
-                entry.status = 401
                 return 401, refusal, b""
             try:
                 root = etree.fromstring(body)
@@ -605,12 +612,8 @@ class FakeEws(LoopbackServer):
         asks), behind the same authentication as EWS: this mailbox's settings, InvalidUser
         for any other."""
         with self._lock:
-            self.request_count += 1
-            entry = LoggedRequest(service="?")
-            self.request_log.append(entry)
-            refusal = self._authenticate(headers.get("authorization", ""))
+            entry, refusal = self._admit(headers)
             if refusal is not None:
-                entry.status = 401
                 return 401, refusal, b""
             try:
                 request = etree.fromstring(body).find(
