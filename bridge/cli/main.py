@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from bridge.cli.backup_cmd import register as register_backup
 from bridge.cli.google_cmd import google_app
 from bridge.cli.outlook_cmd import outlook_app
 from bridge.cli.sync_cmd import sync_app
@@ -32,6 +33,7 @@ app.add_typer(agenda_app, name="agenda")
 app.add_typer(google_app, name="google")
 app.add_typer(outlook_app, name="outlook")
 app.add_typer(sync_app, name="sync")
+register_backup(app)
 
 out = Console(highlight=False, soft_wrap=True)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import Connection
 
@@ -71,14 +72,27 @@ _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 
 
+def migrations_config() -> Config:
+    """Alembic's configuration for our migrations (the connection is handed over in
+    ``config.attributes["connection"]``, see ``migrations/env.py``)."""
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def schema_revisions() -> list[str]:
+    """The schema revisions this code knows, oldest first (the last one is the head)."""
+    script = ScriptDirectory.from_config(migrations_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
 def migrate(engine: Engine) -> None:
     """Create or upgrade the schema to the newest Alembic revision (once per process)."""
     key = engine.url.render_as_string(hide_password=False)
     with _migrate_lock:
         if key in _migrated:
             return
-        config = Config()
-        config.set_main_option("script_location", str(_MIGRATIONS))
+        config = migrations_config()
         with engine.connect().execution_options(**write_options()) as conn:
             if conn.dialect.name == "postgresql":
                 # Two servers starting at once must not both create the tables.
