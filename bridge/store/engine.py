@@ -15,6 +15,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import ArgumentError
 
 DEFAULT_URL = "sqlite:///gestan.db"
 ENV_VAR = "GESTAN_BRIDGE_DB"
@@ -27,9 +28,27 @@ def database_url(url: str | None = None) -> str:
     return url or os.environ.get(ENV_VAR) or DEFAULT_URL
 
 
+class DatabaseUrlError(ValueError):
+    """A database URL that cannot be used, with the reason and the forms that can."""
+
+
+_FORMS = "use sqlite:///FILE or postgresql+psycopg://USER@HOST/DATABASE"
+
+
 def make_engine(url: str) -> Engine:
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        shown = f" {url!r}" if "@" not in url else ""  # it may hold a password
+        raise DatabaseUrlError(f"cannot read the database URL{shown}: {_FORMS}") from None
     if parsed.get_backend_name() == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise DatabaseUrlError(
+                f"{url!r} names no database file (an in-memory database would vanish with "
+                "the process): use sqlite:///FILE (sqlite:////ABSOLUTE/PATH)")
+        folder = Path(parsed.database).absolute().parent
+        if not parsed.database.startswith("file:") and not folder.is_dir():
+            raise DatabaseUrlError(f"no directory {folder} for the database file of {url!r}")
         engine = create_engine(
             parsed, connect_args={"timeout": 30, "check_same_thread": False},
             pool_size=10, max_overflow=20,
@@ -38,8 +57,8 @@ def make_engine(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql":
         return create_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True)
-    raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
-                     "use sqlite:///FILE or postgresql+psycopg://...")
+    raise DatabaseUrlError(
+        f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: {_FORMS}")
 
 
 def _configure_sqlite(engine: Engine) -> None:
