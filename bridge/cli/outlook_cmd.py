@@ -1,7 +1,7 @@
 """``gestan-bridge outlook connect|status|disconnect``: a user's Outlook connection.
 
-Registered by ``bridge.cli.main``; like ``google_cmd``, it must not import main.py at load
-time (``CliError`` is looked up when raised).
+Registered by ``bridge.cli.main``; like ``google_cmd``, the client libraries (msal,
+requests, exchangelib) are imported by the commands that use them, not here.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from bridge.cli.common import DbOption, UserOption, fail, require_user
-from bridge.targets import graph_auth, outlook_auth
+from bridge.targets import outlook_auth
 from bridge.targets.base import ReconnectNeeded, TargetStopped
 from bridge.targets.outlook_auth import OutlookConnectError
 
@@ -20,9 +20,6 @@ outlook_app = typer.Typer(no_args_is_help=True, help=(
     "A user's Outlook connection (Exchange through EWS, or Microsoft 365 through Graph): "
     "connect, status, disconnect. "
     "Secrets are kept in $GESTAN_BRIDGE_TOKEN_DIR, mode 0600, never shown."))
-
-
-
 
 
 def _read_secret(path: Path) -> str:
@@ -65,6 +62,8 @@ def connect(
     """Connect the user's Outlook: an Exchange mailbox (EWS) or Microsoft 365 (--graph).
     The credentials are checked before anything is kept; a new connection replaces any
     other."""
+    from bridge.targets import graph_auth
+
     require_user(db, user)
     if graph:
         described = _connect_graph(user, tenant, client_id, client_secret_file, mailbox)
@@ -86,6 +85,8 @@ def connect(
 
 def _connect_graph(user: str, tenant: str | None, client_id: str | None,
                    secret_file: Path | None, mailbox: str | None) -> str:
+    from bridge.targets import graph_auth
+
     if not (tenant and client_id):
         fail("Microsoft 365 needs --tenant and --client-id")
     try:
@@ -114,6 +115,8 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Say whether the user's Outlook is connected (never shows a secret)."""
+    from bridge.targets import graph_auth
+
     require_user(db, user)
     graph = graph_auth.connection(user)
     if graph is not None:
@@ -146,6 +149,8 @@ def status(
 @outlook_app.command("disconnect")
 def disconnect(user: UserOption, db: DbOption = None) -> None:
     """Forget the user's Outlook connection and its secrets."""
+    from bridge.targets import graph_auth
+
     require_user(db, user)
     if outlook_auth.disconnect(user) | graph_auth.disconnect(user):
         typer.echo(f"{user}: Outlook connection removed")

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bridge import targets
-from bridge.cli.common import DbOption, UserOption
+from bridge.cli.common import CliError, DbOption, UserOption
 from bridge.ical.describe import describe
 from bridge.store import open_store
 from bridge.sync.engine import SyncOptions
@@ -39,8 +39,6 @@ DaysBack = Annotated[int | None, typer.Option(
 
 def _run(direction: str, user: str, target: str | None, db: str | None, dry_run: bool,
          allow_mass_delete: bool, days_back: int | None) -> None:
-    from bridge.cli.main import CliError
-
     store = open_store(db)
     options = SyncOptions(dry_run=dry_run, allow_mass_delete=allow_mass_delete,
                           days_back=days_back)
