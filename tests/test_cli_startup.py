@@ -58,3 +58,25 @@ def test_help_users_and_agenda_import_no_target_library(tmp_path):
         assert loaded == [], f"'gestan-bridge {args}' imported {loaded}"
     assert "google" in seen["google status --user zed"][1]
     assert "msal" in seen["outlook status --user zed"][1]
+
+
+def test_a_database_at_the_newest_revision_is_opened_without_alembic(tmp_path):
+    """Alembic is loaded when there is a migration to run, not by every command."""
+    from alembic.script import ScriptDirectory
+
+    from bridge.store import engine
+
+    heads = ScriptDirectory(str(engine._MIGRATIONS)).get_heads()
+    assert engine.head_revisions() == frozenset(heads), "read the scripts as Alembic does"
+    env = {"GESTAN_BRIDGE_DB": f"sqlite:///{tmp_path / 'g.db'}", "PATH": "/usr/bin:/bin",
+           "GESTAN_BRIDGE_BCRYPT_ROUNDS": "4"}
+    probe = ("import sys; from bridge.cli.main import main; code = main(sys.argv[1:]); "
+             "print(code, 'alembic' in sys.modules)")
+
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True,
+                              text=True, timeout=60, env=env, cwd=tmp_path)
+        return done.stdout.splitlines()[-1]
+
+    assert run("users", "add", "zed", "--password", "pw") == "0 True"  # a new database
+    assert run("users", "list") == "0 False"

@@ -7,15 +7,15 @@ write transactions start with ``BEGIN IMMEDIATE`` (they queue on the busy timeou
 
 from __future__ import annotations
 
+import ast
+import functools
 import os
 import threading
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 DEFAULT_URL = "sqlite:///gestan.db"
 ENV_VAR = "GESTAN_BRIDGE_DB"
@@ -91,11 +91,20 @@ _migrate_lock = threading.Lock()
 
 
 def migrate(engine: Engine) -> None:
-    """Create or upgrade the schema to the newest Alembic revision (once per process)."""
+    """Create or upgrade the schema to the newest Alembic revision (once per process).
+
+    A database already at the newest revision is only read: Alembic, a tenth of a second
+    to import, is loaded when there is something to do."""
     key = engine.url.render_as_string(hide_password=False)
     with _migrate_lock:
         if key in _migrated:
             return
+        if _revision(engine) in head_revisions():
+            _migrated.add(key)
+            return
+        from alembic import command
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
         with engine.connect().execution_options(**write_options()) as conn:
@@ -106,3 +115,39 @@ def migrate(engine: Engine) -> None:
             command.upgrade(config, "head")
             conn.commit()
         _migrated.add(key)
+
+
+@functools.cache
+def head_revisions() -> frozenset[str]:
+    """The newest revision(s) of the migration scripts, read from their text (what
+    Alembic's ``ScriptDirectory.get_heads()`` says, without importing Alembic); empty when
+    a script is not understood, so that Alembic decides."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in (_MIGRATIONS / "versions").glob("*.py"):
+        found = {}
+        for node in ast.parse(script.read_text(encoding="utf-8")).body:
+            target = (node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1
+                      else node.target if isinstance(node, ast.AnnAssign) else None)
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
+                try:
+                    found[target.id] = ast.literal_eval(node.value)
+                except (ValueError, TypeError):
+                    return frozenset()
+        down = found.get("down_revision")
+        down = [down] if isinstance(down, str) else list(down or ())
+        if not isinstance(found.get("revision"), str) or not all(
+                isinstance(d, str) for d in down):
+            return frozenset()
+        revisions.add(found["revision"])
+        parents.update(down)
+    return frozenset(revisions - parents)
+
+
+def _revision(engine: Engine) -> str | None:
+    """The database's Alembic revision (None: a new database, or not one of ours yet)."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except DBAPIError:
+        return None
