@@ -55,6 +55,7 @@ BAD = [
     (("serve", "--port", "70000"), ["--port", "65535"]),
     (("serve", "--db", "mysql://u:pw-hidden-42@localhost/db"), ["unsupported database URL"]),
     (("serve", "--config", "/no/such/radicale.conf"), ["/no/such/radicale.conf"]),
+    (("serve", "--port", "0", "--config", "{TMP}/passwd"), ["{TMP}/passwd"]),
     (("users", "add", "gus", "--password", "again"), ["already exists"]),
     (("users", "add", "Bad Login!", "--password", "x"), ["invalid login"]),
     (("users", "add", "newbie"), ["--password"]),
@@ -213,3 +214,10 @@ def test_users_list_piped_cuts_nothing(env):
     rows = [line.split("\t") for line in listed.stdout.splitlines()]
     assert ["mh", name.strip(), email, "America/Argentina/ComodRivadavia", "", ""] in rows
     assert [row[0] for row in rows] == ["gus", "mh"]
+
+
+def test_the_command_alone_or_a_group_alone_prints_its_help(env):
+    for args in ((), ("agenda",), ("sync",)):
+        shown = invoke(env, *args)
+        assert shown.returncode == 0 and shown.stderr == "", shown.stderr
+        assert shown.stdout.startswith("Usage: gestan-bridge") and "Commands" in shown.stdout

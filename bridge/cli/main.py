@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from bridge.cli.agenda_cmd import agenda_app
-from bridge.cli.common import CliError, DbOption, open_db
+from bridge.cli.common import CliError, DbOption, fail, open_db
 from bridge.cli.google_cmd import google_app
 from bridge.cli.outlook_cmd import outlook_app
 from bridge.cli.sync_cmd import sync_app
@@ -65,12 +65,16 @@ def serve(
     httpd = listen((host, port))  # before the logs start: a busy port is one line
     try:
         store = open_db(db)
+        try:
+            configuration = load_configuration(config, store.url, host, port)
+        except RuntimeError as exc:  # Radicale's "Failed to load config file ..."
+            fail(str(exc))
         setup_logging(log_level.value)
         if demo:
             created = load_demo(store)
             if created:
                 typer.echo(f"demo users created: {', '.join(created)} (password = login)")
-        server = Server(load_configuration(config, store.url, host, port), httpd=httpd)
+        server = Server(configuration, httpd=httpd)
     except BaseException:
         httpd.server_close()
         raise
@@ -93,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         return _fail("aborted", 130)
     except typer.TyperException as exc:  # click's usage and parameter errors
+        if type(exc).__name__ == "NoArgsIsHelpError":  # "gestan-bridge" alone: its help
+            print(exc.format_message())
+            return 0
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         return _fail(message, getattr(exc, "exit_code", 2))
     except CliError as exc:
