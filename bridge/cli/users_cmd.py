@@ -75,7 +75,9 @@ def users_list(db: DbOption = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*columns, box=None)
+    table = Table(box=None)
+    for column in columns:
+        table.add_column(column, overflow="fold")  # wrapped to the terminal, never cut
     for row in rows:
         table.add_row(*row)
     Console(highlight=False).print(table)
