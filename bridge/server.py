@@ -76,18 +76,29 @@ class _RequestHandler(radicale.server.RequestHandler):
     sys_version = ""
 
 
+def listen(address: tuple[str, int]) -> _ThreadedServer:
+    """The listening socket of ``address``; ``OSError`` names the address when it cannot
+    be had (a busy port), so that a caller may bind before anything else starts."""
+    host, port = address
+    _ThreadedServer.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return _ThreadedServer((host, port), _RequestHandler)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: "
+                                 f"{exc.strerror or exc}") from None
+
+
 class Server:
     """A running gestan-bridge HTTP server (``start`` in a thread, or ``serve_forever``)."""
 
     def __init__(self, configuration: radicale.config.Configuration,
-                 address: tuple[str, int] | None = None) -> None:
-        host, port = address or configuration.get("server", "hosts")[0]
+                 address: tuple[str, int] | None = None,
+                 httpd: _ThreadedServer | None = None) -> None:
+        """``httpd``: a socket :func:`listen` already bound (``address`` is then unused)."""
         self.configuration = configuration
         self.application = GestanApplication(configuration)
         self.store = open_store(configuration.get("storage", "db_url"))
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        _ThreadedServer.address_family = family
-        self.httpd = _ThreadedServer((host, port), _RequestHandler)
+        self.httpd = httpd or listen(address or configuration.get("server", "hosts")[0])
         self.httpd.set_app(self.application)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -24,7 +24,8 @@ def event(body: str = "", uid: str = "x1", start: str | None = None,
 
 BAD_BODIES = {
     "garbage": (b"this is not a calendar", 400, "BEGIN:VCALENDAR"),
-    "truncated": (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:1\r\n", 400, ""),
+    "truncated": (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:1\r\n", 400,
+                  "VCALENDAR"),
     "no-vevent": (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nEND:VCALENDAR\r\n", 400,
                   "no VEVENT"),
     "vtodo": (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VTODO\r\nUID:t\r\n"

@@ -37,7 +37,8 @@ def test_foreign_keys_enforced_and_sqlite_in_wal(store):
             updated_at=now_utc()))
 
 
-def test_reopening_an_existing_database_migrates_nothing_and_keeps_data(store, db_url):
+def test_reopening_an_existing_database_keeps_its_data(store, db_url):
+    """(That it migrates nothing: tests/test_cli_startup.py, where Alembic is not loaded.)"""
     start = now_utc() + timedelta(days=1)
     store.add_action("alice", EventData(start, start + timedelta(hours=1), "Europe/Paris",
                                         subject="kept"))

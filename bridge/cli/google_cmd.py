@@ -1,8 +1,8 @@
 """``gestan-bridge google connect|status|disconnect``: a user's Google account connection.
 
-Registered by ``bridge.cli.main`` (``app.add_typer(google_app, name="google")``). main.py
-imports this module, so this module must not import main.py at load time: the ``--db`` and
-``--user`` options are declared alike here, and ``CliError`` is looked up when raised.
+Registered by ``bridge.cli.main`` (``app.add_typer(google_app, name="google")``). Google's
+libraries are imported by the commands, not here: every ``gestan-bridge`` command loads this
+module, and only these commands need them.
 """
 
 from __future__ import annotations
@@ -11,18 +11,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from google.auth.exceptions import GoogleAuthError
 
 from bridge.cli.common import DbOption, UserOption, fail, require_user
-from bridge.targets import google_auth
-from bridge.targets.google_auth import ConnectError, ReconnectNeeded
 
 google_app = typer.Typer(no_args_is_help=True, help=(
     "A user's Google account: connect (OAuth consent), status, disconnect. Tokens are kept "
     "in $GESTAN_BRIDGE_TOKEN_DIR (default ~/.local/share/gestan-bridge/tokens/), mode 0600."))
-
-
-
 
 
 @google_app.command("connect")
@@ -43,6 +37,9 @@ def connect(
     db: DbOption = None,
 ) -> None:
     """Connect the user's Google account (replaces a previous connection)."""
+    from bridge.targets import google_auth
+    from bridge.targets.google_auth import ConnectError
+
     if (client_secrets is None) == (authorized_user_file is None):
         fail("give either --client-secrets FILE (consent in a browser) or "
               "--authorized-user-file FILE (import)")
@@ -72,6 +69,11 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Say whether the user's Google account is connected (never shows the token)."""
+    from google.auth.exceptions import GoogleAuthError
+
+    from bridge.targets import google_auth
+    from bridge.targets.base import ReconnectNeeded
+
     store = require_user(db, user)
     found = google_auth.connection(user)
     if found is None:
@@ -98,6 +100,8 @@ def status(
 def disconnect(user: UserOption, db: DbOption = None) -> None:
     """Forget the user's Google token (the grant itself is removed at
     https://myaccount.google.com/permissions)."""
+    from bridge.targets import google_auth
+
     store = require_user(db, user)
     removed = google_auth.disconnect(user)
     store.set_user(user, settings={"google_account": None})

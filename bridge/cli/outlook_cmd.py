@@ -1,7 +1,7 @@
 """``gestan-bridge outlook connect|status|disconnect``: a user's Outlook connection.
 
-Registered by ``bridge.cli.main``; like ``google_cmd``, it must not import main.py at load
-time (``CliError`` is looked up when raised).
+Registered by ``bridge.cli.main``; like ``google_cmd``, the client libraries (msal,
+requests, exchangelib) are imported by the commands that use them, not here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import typer
 
 from bridge.cli.common import DbOption, UserOption, fail, require_user
 from bridge.store import Store
-from bridge.targets import graph_auth, outlook_auth
+from bridge.targets import outlook_auth
 from bridge.targets.base import CalendarNotFound, ReconnectNeeded, TargetStopped
 from bridge.targets.outlook_auth import OutlookConnectError
 
@@ -63,6 +63,8 @@ def connect(
     """Connect the user's Outlook: an Exchange mailbox (EWS) or Microsoft 365 (--graph).
     The credentials are checked before anything is kept; a new connection replaces any
     other."""
+    from bridge.targets import graph_auth
+
     store = require_user(db, user)
     if graph:
         described = _connect_graph(user, tenant, client_id, client_secret_file, mailbox)
@@ -107,6 +109,8 @@ def _find_calendar(store: Store, login: str) -> None:
 
 def _connect_graph(user: str, tenant: str | None, client_id: str | None,
                    secret_file: Path | None, mailbox: str | None) -> str:
+    from bridge.targets import graph_auth
+
     if not (tenant and client_id):
         fail("Microsoft 365 needs --tenant and --client-id")
     try:
@@ -135,6 +139,8 @@ def status(
     db: DbOption = None,
 ) -> None:
     """Say whether the user's Outlook is connected (never shows a secret)."""
+    from bridge.targets import graph_auth
+
     require_user(db, user)
     graph = graph_auth.connection(user)
     if graph is not None:
@@ -167,6 +173,8 @@ def status(
 @outlook_app.command("disconnect")
 def disconnect(user: UserOption, db: DbOption = None) -> None:
     """Forget the user's Outlook connection and its secrets."""
+    from bridge.targets import graph_auth
+
     require_user(db, user)
     if outlook_auth.disconnect(user) | graph_auth.disconnect(user):
         typer.echo(f"{user}: Outlook connection removed")

@@ -10,11 +10,9 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bridge import targets
-from bridge.cli.common import DbOption, UserOption
+from bridge.cli.common import CliError, DbOption, UserOption
 from bridge.ical.describe import describe
 from bridge.store import open_store
 from bridge.sync.engine import SyncOptions
@@ -24,7 +22,6 @@ from bridge.sync.runner import ALL, SyncSetupError, run_sync
 sync_app = typer.Typer(no_args_is_help=True,
                        help="Sync a user's Rendez-vous with their calendars (open pulls, "
                             "close pushes).")
-out = Console(highlight=False, soft_wrap=True)
 
 TargetOption = Annotated[str | None, typer.Option(
     "--target", "-t", help=f"{', '.join([*targets.names(), ALL])} (default: every target "
@@ -39,13 +36,19 @@ DaysBack = Annotated[int | None, typer.Option(
 
 def _run(direction: str, user: str, target: str | None, db: str | None, dry_run: bool,
          allow_mass_delete: bool, days_back: int | None) -> None:
-    from bridge.cli.main import CliError
-
     store = open_store(db)
     options = SyncOptions(dry_run=dry_run, allow_mass_delete=allow_mass_delete,
                           days_back=days_back)
     try:
         if sys.stderr.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                           TimeRemainingColumn(), transient=True) as bar:
                 task = bar.add_task(direction, total=None)
@@ -67,7 +70,7 @@ def _print(result: SyncResult) -> None:
     for report in result.runs:
         if report.run_id is not None:
             for line in report.lines():
-                out.print(line, markup=False)
+                typer.echo(line)
     for stop in result.stops():
         print(f"gestan-bridge: error: {' '.join(stop.split())}", file=sys.stderr)
 
@@ -96,8 +99,8 @@ def sync_unlock(user: UserOption, db: DbOption = None) -> None:
     account = store.require_user(user)
     dropped, interrupted = store.unlock_sync(account.id)
     runs = ", ".join(f"#{n}" for n in interrupted)
-    out.print(f"{user}: " + ("sync lock removed" if dropped else "no sync lock was held")
-              + (f"; run {runs} marked interrupted" if interrupted else ""), markup=False)
+    typer.echo(f"{user}: " + ("sync lock removed" if dropped else "no sync lock was held")
+               + (f"; run {runs} marked interrupted" if interrupted else ""))
 
 
 @sync_app.command("log")
@@ -111,23 +114,23 @@ def sync_log(user: UserOption, db: DbOption = None,
     account = store.require_user(user)
     runs = store.sync_runs(account.id, limit)
     if not runs:
-        out.print(f"no sync run recorded for {user}")
+        typer.echo(f"no sync run recorded for {user}")
     for run in runs:
         c = run.counts
         gestan, remote = stored_counts(c, run.target)
-        out.print(
+        typer.echo(
             f"#{run.id} {run.started_at:%Y-%m-%d %H:%M:%S} {run.direction:5} {run.target} "
             f"{run.status}{' (dry run)' if run.dry_run else ''}: gestan "
             f"+{gestan.get('created', 0)} ~{gestan.get('updated', 0)} "
             f"-{gestan.get('deleted', 0)}, {run.target} +{remote.get('created', 0)} "
             f"~{remote.get('updated', 0)} -{remote.get('deleted', 0)}, "
             f"conflicts {c.get('conflicts', 0)}, requests {c.get('requests', 0)}"
-            + (f" — {run.message}" if run.message else ""), markup=False)
+            + (f" — {run.message}" if run.message else ""))
         for item in store.sync_run_items(run.id):
             if item.change == "conflict" or details:
-                out.print(f"    {item.change} {item.side} {item.summary or item.uid} "
-                          f"[{item.uid}] {item.detail}".rstrip(), markup=False)
+                typer.echo(f"    {item.change} {item.side} {item.summary or item.uid} "
+                           f"[{item.uid}] {item.detail}".rstrip())
                 if item.losing_ics and (details or item.change == "conflict"):
-                    out.print("      losing version:", markup=False)
+                    typer.echo("      losing version:")
                     for line in describe(item.losing_ics, account.timezone):
-                        out.print(f"        {line}", markup=False)
+                        typer.echo(f"        {line}")

@@ -54,7 +54,12 @@ class PullWrite:
 class ImportReport:
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (uid or position, reason)
+
+
+class _Unchanged(Exception):
+    """Rolls back an import's write that changed nothing anyone sees."""
 
 
 class Store:
@@ -243,32 +248,49 @@ class Store:
             revision = users.next_revision(conn, user.id)
             return agenda.delete(conn, user, action_id, revision, now_utc())
 
-    def import_calendar(self, login: str, text: str) -> ImportReport:
+    def import_calendar(self, login: str, text: str | bytes) -> ImportReport:
         """Add or update (by UID) every event of an .ics file; never deletes.
 
-        Each UID is its own transaction: one bad event is reported, the others land.
+        Each UID is its own transaction: one bad event is reported, the others land. An
+        object that the import would leave as phones and Gestan see it (its served text,
+        DTSTAMP aside, and its actions) is not written at all: its etag, the calendar's
+        ctag and sync token stay, and phones download nothing again. A file that cannot
+        be read as iCalendar raises :class:`InvalidObject` (nothing is written).
         """
         from bridge.ical.split import split_calendar  # local: only the importer needs it
 
         user = self.require_user(login)
         report = ImportReport()
-        try:
-            pieces = split_calendar(text)
-        except InvalidObject as exc:
-            report.rejected.append(("file", exc.reason))
-            return report
-        for label, piece in pieces:
+        for label, piece in split_calendar(text):
             try:
                 parsed = parse_object(piece, user.timezone)
-                with self.writing() as conn:
-                    existing = objects.listing_by_uid(conn, user.id, parsed.uid)
-                    href = existing.href if existing else _href_for(parsed.uid)
-                    revision = users.next_revision(conn, user.id)
-                    objects.put(conn, user, href, parsed, revision)
-                (report.updated if existing else report.added).append(parsed.uid)
+                outcome = self._import_one(user, parsed)
             except (InvalidObject, UidConflict) as exc:
                 report.rejected.append((label, getattr(exc, "reason", str(exc))))
+            else:
+                getattr(report, outcome).append(parsed.uid)
         return report
+
+    def _import_one(self, user: User, parsed: ParsedObject) -> str:
+        """Write one object of an import: "added", "updated" or "unchanged" (the write was
+        made, compared with what was there, and rolled back)."""
+        try:
+            with self.writing() as conn:
+                existing = objects.listing_by_uid(conn, user.id, parsed.uid)
+                revision = users.next_revision(conn, user.id)
+                now = now_utc()
+                if existing is None:
+                    objects.put(conn, user, _href_for(parsed.uid), parsed, revision, now)
+                    return "added"
+                if existing.is_series:  # occurrences due anyway are not the import's doing
+                    objects.extend_series(conn, user, existing.id, revision, now)
+                before = objects.observed(conn, existing.id)
+                objects.put(conn, user, existing.href, parsed, revision, now)
+                if objects.observed(conn, existing.id) == before:
+                    raise _Unchanged
+                return "updated"
+        except _Unchanged:
+            return "unchanged"
 
     def refresh_series(self, login: str | None = None, now: datetime | None = None) -> int:
         """Materialise series occurrences that entered the one-year horizon (all users when

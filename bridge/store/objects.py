@@ -6,6 +6,7 @@ step inside the caller's transaction; reads never parse iCalendar, they serve st
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -120,6 +121,19 @@ def has_uid(conn: Connection, user_id: int, uid: str) -> bool:
     return conn.execute(select(calendar_objects.c.id).where(
         calendar_objects.c.user_id == user_id, calendar_objects.c.uid == uid,
         ~calendar_objects.c.deleted)).first() is not None
+
+
+_DTSTAMP_LINE = re.compile(r"^DTSTAMP[;:][^\r\n]*\r?\n", re.MULTILINE)
+
+
+def observed(conn: Connection, object_id: int) -> tuple:
+    """What phones and Gestan see of an object: its served text (DTSTAMP, the time of the
+    last write, aside) and its live actions' contents. Two equal readings: nothing to send."""
+    ics = conn.execute(select(calendar_objects.c.ics).where(
+        calendar_objects.c.id == object_id)).scalar_one()
+    seen = sorted((a.recurrence_id or "", a.event.content()) for a in
+                  _object_actions(conn, object_id) if not a.deleted)
+    return _DTSTAMP_LINE.sub("", ics or ""), seen
 
 
 def _object_actions(conn: Connection, object_id: int) -> list[Action]:
@@ -242,11 +256,11 @@ def rerender(conn: Connection, user: User, object_id: int, revision: int,
     object_actions = _object_actions(conn, object_id)
     live = [a for a in object_actions if not a.deleted]
     if row.is_series:
-        ics = _render_series(row, user, object_actions)
         first, last = ical_series.bounds(row.series_ics, user.timezone)
         first = min([first, *(a.event.start for a in live)])
         if last is not None:
             last = max([last, *(a.event.end for a in live)])
+        ics = _render_series(row, user, object_actions, open_ended=last is None)
     else:
         action = live[0]
         ics = render_object(row.uid, action.event, default_tz=user.timezone,
@@ -262,7 +276,7 @@ def rerender(conn: Connection, user: User, object_id: int, revision: int,
     return StoredObject.from_row(row)
 
 
-def _render_series(row, user: User, object_actions: list[Action]) -> str:
+def _render_series(row, user: User, object_actions: list[Action], open_ended: bool) -> str:
     """Master + overrides rebuilt from the actions (DESIGN.md, "Series").
 
     An occurrence that differs from what the master generates becomes an override; one
@@ -294,7 +308,7 @@ def _render_series(row, user: User, object_actions: list[Action]) -> str:
     own_exdates = _exdate_keys(master_component, tz)
     return render_object(row.uid, master, overrides.values(), default_tz=tz,
                          dtstamp=row.updated_at, exdates=deleted - own_exdates,
-                         open_ended=row.last_end is None)
+                         open_ended=open_ended)
 
 
 def _exdate_keys(component, default_tz: str) -> set[str]:
