@@ -31,7 +31,7 @@ from bridge.targets.base import (
     WriteOp,
     WriteResult,
 )
-from tests.remotes import FAR, TZ, Remote, at, local, remote_fixture, utc, window  # noqa: F401
+from tests.remotes import FAR, TZ, MemoryRemote, Remote, at, local, remote_fixture, utc, window  # noqa: F401
 
 UID = "rdv-1@gestan"
 
@@ -348,6 +348,32 @@ def test_series_with_a_moved_and_a_cancelled_occurrence_round_trips(remote: Remo
     assert remote.occurrences(made.remote_id) == [
         ("Hebdo", first), ("Hebdo (déplacé)", weekly(first, 1) + timedelta(days=1, hours=6)),
         *[("Hebdo", weekly(first, k)) for k in (3, 4, 5)]]
+
+
+def test_fetch_many_answers_as_fetch_does_in_fewer_requests(remote: Remote):
+    """A close updating many series reads them first, together (fetch_many)."""
+    first = at(1, 8)
+    made = [create(remote, series_ics(first + timedelta(hours=n)).replace(UID, f"s{n}-{UID}"),
+                   f"s{n}-{UID}") for n in range(25)]
+    single = create(remote, vcalendar("one@gestan", "Seul", at(2)), "one@gestan")
+    gone = create(remote, vcalendar("gone@gestan", "Parti", at(3)), "gone@gestan")
+    remote.delete(gone.remote_id)
+    ids = [m.remote_id for m in made] + [single.remote_id, gone.remote_id]
+    target = bound(remote)
+    before = remote.request_count
+    many = target.fetch_many(ids)
+    batched = remote.request_count - before
+    assert list(many) == ids
+    assert many[gone.remote_id] is None or many[gone.remote_id].ics is None  # type: ignore
+    for one in [*made, single]:
+        alone = bound(remote).fetch(one.remote_id)
+        got = many[one.remote_id]
+        assert alone is not None and got is not None
+        assert (got.etag, key(got.ics), got.foreign_uid) == (alone.etag, key(alone.ics),
+                                                             alone.foreign_uid)
+    assert key(many[made[3].remote_id].ics) == key(made[3].ics)  # type: ignore[union-attr]
+    if not isinstance(remote, MemoryRemote):   # it has no batches to show
+        assert batched <= 8, f"{batched} requests for 27 objects"
 
 
 def test_series_update_changes_exactly_the_occurrences_it_says(remote: Remote):

@@ -160,6 +160,7 @@ class SyncRun:
         self._contents: dict[str, Content] = {}
         self._readings: dict[str, ParsedObject] = {}
         self._deleted_events: dict[int, EventData] = {}  # what deleted objects were
+        self._fetched: dict[str, RemoteObject | None] = {}  # series read before a close
         self._holder = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._run_id: int | None = None
         self._renewed = 0.0
@@ -529,6 +530,7 @@ class SyncRun:
         deletes = sum(1 for o in changed if o.deleted and o.id in links)
         self._check_mass_delete(deletes, len(links))
         self._written, self._total = 0, len(changed)
+        self._fetched = self._series_to_update(changed, links)
         ops = [op for obj in changed if (op := self._push_op(report, obj)) is not None]
         unfinished: list[WriteOp] = []
         if self.options.dry_run:
@@ -608,11 +610,25 @@ class SyncRun:
                            local_id=obj.id)
         return None
 
+    def _series_to_update(self, changed: list[StoredObject], links: dict[int, Link]
+                          ) -> dict[str, RemoteObject | None]:
+        """The remote versions of the series this close updates, read together before
+        anything is decided (each series update starts from the remote's version)."""
+        if self.options.dry_run:
+            return {}
+        wanted = [link.remote_id for obj in changed
+                  if not obj.deleted and obj.is_series and (link := links.get(obj.id))
+                  and link.parts and self._key(obj.ics) != link.local_hash]
+        return self.target.fetch_many(wanted) if wanted else {}
+
     def _series_update(self, report: RunReport, obj: StoredObject, link: Link) -> WriteOp:
         """A series changed in Gestan: read the remote's version first, so that what it
         changed in other occurrences stays, and only the occurrences that differ are
         written."""
-        remote = self.target.fetch(link.remote_id)
+        if link.remote_id in self._fetched:
+            remote = self._fetched.pop(link.remote_id)
+        else:
+            remote = self.target.fetch(link.remote_id)
         if remote is None or remote.ics is None:  # deleted there: Gestan wins, made again
             return WriteOp(WriteKind.UPDATE, obj.uid, obj.ics, link.remote_id, None,
                            local_id=obj.id)

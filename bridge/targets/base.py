@@ -152,6 +152,10 @@ class Target(Protocol):
     def fetch(self, remote_id: str) -> RemoteObject | None:
         """The object now, or None when the remote confirms it does not exist."""
 
+    def fetch_many(self, remote_ids: Sequence[str]) -> dict[str, RemoteObject | None]:
+        """Several objects now (each as ``fetch`` answers), batched as the remote allows: a
+        close that updates many series reads them all first in a few requests."""
+
     def write(self, ops: Sequence[WriteOp], on_result: Callable[[WriteResult], None]) -> None:
         """Apply writes, batched as the remote allows; ``on_result`` hears each outcome as
         soon as it is known (so it is recorded even if the run stops later)."""

@@ -371,14 +371,22 @@ class EwsTarget:
         return Listing(objects, None, True, unreadable)
 
     def fetch(self, remote_id: str) -> RemoteObject | None:
+        return self.fetch_many([remote_id])[remote_id]
+
+    def fetch_many(self, remote_ids: Sequence[str]) -> dict[str, RemoteObject | None]:
+        """GetItem of the items, then of their series' modified occurrences, 100 to a
+        request."""
         self._bound()
-        [item] = self._get([(remote_id, None)])
-        if isinstance(item, ErrorItemNotFound) or not isinstance(item, CalendarItem):
-            return None
-        objects, unreadable = self._objects([item])
+        items = self._get([(remote_id, None) for remote_id in remote_ids])
+        found: dict[str, RemoteObject | None] = dict.fromkeys(remote_ids)
+        present = {remote_id: item for remote_id, item in zip(remote_ids, items, strict=True)
+                   if isinstance(item, CalendarItem)}
+        objects, unreadable = self._objects(list(present.values()))
         if unreadable:
             raise TargetStopped(unreadable[0][1])
-        return objects[0]
+        for remote_id, remote in zip(present, objects, strict=True):
+            found[remote_id] = remote
+        return found
 
     # ------------------------------------------------------------------ writes
     def write(self, ops: Sequence[WriteOp], on_result: Callable[[WriteResult], None]) -> None:

@@ -550,6 +550,32 @@ class GraphTarget:
             return self.fetch(event["seriesMasterId"])
         return self._object(event)
 
+    def fetch_many(self, remote_ids: Sequence[str]) -> dict[str, RemoteObject | None]:
+        """The events 20 to a $batch, then the series' instances 20 to a $batch (an
+        occurrence's id is read through its series, alone)."""
+        if len(remote_ids) == 1:
+            return {remote_ids[0]: self.fetch(remote_ids[0])}
+        self._cal  # noqa: B018 - bound first
+        events = self._masters(remote_ids)
+        found: dict[str, RemoteObject | None] = {}
+        series: list[str] = []
+        for remote_id in remote_ids:
+            event = events.get(remote_id)
+            if event is None:
+                found[remote_id] = None
+            elif event.get("seriesMasterId"):
+                found[remote_id] = self.fetch(event["seriesMasterId"])
+            elif event.get("recurrence") or event.get("type") == "seriesMaster":
+                series.append(remote_id)
+            else:
+                found[remote_id] = self._single(event)
+        reads = self._series_many([(events[i], None) for i in series])  # type: ignore[misc]
+        for remote_id, read in zip(series, reads, strict=True):
+            if isinstance(read, Exception):
+                raise TargetStopped(f"an Outlook series could not be read: {read}")
+            found[remote_id] = read
+        return {remote_id: found[remote_id] for remote_id in remote_ids}
+
     def _masters(self, ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
         """Several events by id, 20 to a $batch (None: 404)."""
         ids = list(dict.fromkeys(ids))

@@ -309,6 +309,9 @@ class MemoryTarget:
         found = calendar.object(remote_id)
         return None if found is None or found.deleted else found.remote()
 
+    def fetch_many(self, remote_ids: Sequence[str]) -> dict[str, RemoteObject | None]:
+        return {remote_id: self.fetch(remote_id) for remote_id in remote_ids}
+
     def write(self, ops: Sequence[WriteOp], on_result: Callable[[WriteResult], None]) -> None:
         """Each op answered as soon as applied; an injected failure stops the run there
         (after applying the op when the failure says so, its answer then lost)."""
