@@ -7,7 +7,6 @@ write transactions start with ``BEGIN IMMEDIATE`` (they queue on the busy timeou
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -16,15 +15,18 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import Connection
 
-DEFAULT_URL = "sqlite:///gestan.db"
-ENV_VAR = "GESTAN_BRIDGE_DB"
+from bridge.config import DEFAULT_DB_URL, SETTINGS, setting
+
+DEFAULT_URL = DEFAULT_DB_URL
+ENV_VAR = SETTINGS["db_url"].env
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _WRITE_OPTION = "gestan_write"
 
 
 def database_url(url: str | None = None) -> str:
-    """The URL to use: the explicit one, else ``$GESTAN_BRIDGE_DB``, else ``gestan.db`` here."""
-    return url or os.environ.get(ENV_VAR) or DEFAULT_URL
+    """The URL to use: the explicit one, else ``$GESTAN_BRIDGE_DB``, else ``[gestan] db_url``
+    of the configuration file, else ``gestan.db`` here (bridge.config)."""
+    return setting("db_url", url or None)
 
 
 def make_engine(url: str) -> Engine:
