@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bridge.cli.google_cmd import google_app
 from bridge.cli.outlook_cmd import outlook_app
 from bridge.cli.sync_cmd import sync_app
+from bridge.config import ConfigError, env
 from bridge.ical.model import EventData, InvalidObject
 from bridge.ical.timezones import date_to_utc, local_to_utc, now_utc, utc_to_local, zone
 from bridge.store import ActionType, Store, UserError, open_store
@@ -55,30 +55,40 @@ def _store(db: str | None) -> Store:
 @app.command()
 def serve(
     db: DbOption = None,
-    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535)] = 5232,
+    host: Annotated[str | None, typer.Option(
+        help="Address to bind (default: [server] hosts, else 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="Port (default: [server] hosts, else 5232).")] = None,
     demo: Annotated[bool, typer.Option(help="Create the demo users alice and bob.")] = False,
     config: Annotated[Path | None, typer.Option(
-        "--config", exists=True, dir_okay=False, help="A radicale.conf to read.")] = None,
-    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+        "--config", dir_okay=False,
+        help="The configuration file (default: $GESTAN_BRIDGE_CONFIG, else ./radicale.conf)."
+    )] = None,
+    log_level: Annotated[str | None, typer.Option(
+        help="trace, debug, info, notice, warning, error, critical (default: [logging] "
+             "level, else info)")] = None,
 ) -> None:
     """Run the CalDAV server (and Radicale's web UI) on the agenda store."""
+    from bridge import config as settings
     from bridge.demo import load_demo
-    from bridge.server import Server, load_configuration, setup_logging
+    from bridge.server import Server, ServerError, load_configuration, setup_logging
 
-    if config is None and Path("radicale.conf").is_file():
-        config = Path("radicale.conf")
-    setup_logging(log_level)
-    store = _store(db)
-    if demo:
-        created = load_demo(store)
-        if created:
-            out.print(f"demo users created: {', '.join(created)} (password = login)")
-    server = Server(load_configuration(config, store.url, host, port), (host, port))
-    out.print(f"gestan-bridge serving {store.url.split('://')[0]} agenda on {server.url} "
-              f"(calendars at {server.url}<login>/rendez-vous/)")
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
+    with settings.using(config):
+        try:
+            configuration = load_configuration(settings.active_file(), db, host, port)
+            setup_logging(configuration, log_level)
+            # port 0 (any free port) cannot be written in Radicale's configuration
+            any_port = (host or configuration.get("server", "hosts")[0][0], 0)
+            server = Server(configuration, any_port if port == 0 else None)
+        except (settings.ConfigError, ServerError) as exc:
+            raise CliError(str(exc)) from None
+        if demo:
+            created = load_demo(server.store)
+            if created:
+                out.print(f"demo users created: {', '.join(created)} (password = login)")
+        out.print(server.banner(), markup=False)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
 
 
 # ------------------------------------------------------------------ users
@@ -272,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     except typer.TyperException as exc:  # click's usage and parameter errors
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         return _fail(" ".join(message.split()), getattr(exc, "exit_code", 2))
-    except (CliError, UserError, ActionNotFound) as exc:
+    except (CliError, UserError, ActionNotFound, ConfigError) as exc:
         return _fail(str(exc))
     except InvalidObject as exc:
         return _fail(exc.reason)
@@ -285,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             # typer validates typed options with pydantic
             problems = "; ".join(f"{e.get('input')!r}: {e.get('msg')}" for e in exc.errors())
             return _fail(f"invalid value {problems}", 2)
-        if os.environ.get(DEBUG_ENV):
+        if env(DEBUG_ENV):
             raise
         first = " ".join((str(exc).splitlines() or [""])[0].split())[:300]
         return _fail(f"unexpected {type(exc).__name__}{': ' + first if first else ''} "
