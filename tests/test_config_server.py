@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from bridge.server import Server, describe_database, load_configuration
+from bridge.server import Server, describe_database, load_configuration, setup_logging
 from bridge.store import Store, open_store
 from tests.clirun import script
 
@@ -197,3 +197,18 @@ def test_serve_starts_on_its_file_and_a_busy_port_is_one_line(tmp_path, office):
     assert running.returncode == 0, errors
     assert "max_content_length set to" not in errors and "Traceback" not in errors
     assert not (work / "gestan.db").exists()
+
+
+def test_the_log_level_is_the_command_lines_else_the_files(tmp_path):
+    conf = tmp_path / "quiet.conf"
+    conf.write_text("[logging]\nlevel = warning\n")
+    ours, radicales = logging.getLogger("gestan_bridge"), logging.getLogger("radicale")
+    before = ours.level, radicales.level
+    try:
+        setup_logging(load_configuration(conf))
+        assert (ours.level, radicales.level) == (logging.WARNING, logging.WARNING)
+        setup_logging(load_configuration(conf), "debug")
+        assert (ours.level, radicales.level) == (logging.DEBUG, logging.DEBUG)
+    finally:
+        ours.setLevel(before[0])
+        radicales.setLevel(before[1])

@@ -15,10 +15,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import Connection
 
-from bridge.config import DEFAULT_DB_URL, SETTINGS, setting
+from bridge.config import setting
 
-DEFAULT_URL = DEFAULT_DB_URL
-ENV_VAR = SETTINGS["db_url"].env
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _WRITE_OPTION = "gestan_write"
 

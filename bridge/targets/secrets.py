@@ -13,8 +13,6 @@ from pathlib import Path
 
 from bridge.config import setting
 
-TOKEN_DIR_ENV = "GESTAN_BRIDGE_TOKEN_DIR"
-
 
 def token_dir() -> Path:
     """Where the files live: ``$GESTAN_BRIDGE_TOKEN_DIR``, else ``[gestan] token_dir``, else
