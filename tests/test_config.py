@@ -151,15 +151,17 @@ def test_one_body_limit_for_the_parser_too(no_env, monkeypatch):
 def test_the_environment_is_read_in_bridge_config_only():
     """Every variable keeps its name and meaning, read through bridge.config.env (the
     typer ``envvar=`` of --db stays: the command line beats the environment there too)."""
-    readers = re.compile(r"os\.environ\b|os\.getenv\b|getenv\(")
+    readers = re.compile(r"os\.environ(\.get\(|\[)|getenv\(")  # one variable read
+    # google_auth switches oauthlib's own OAUTHLIB_INSECURE_TRANSPORT on for a loopback
+    # endpoint (``name``): a library's switch set and put back, not a setting read
+    switch = re.compile(r"os\.environ(\.get\(name\)|\[name\])")
     found = []
     for path in sorted([*(REPO / "bridge").rglob("*.py"), *(REPO / "plugins").rglob("*.py")]):
         if path.name == "config.py" and path.parent.name == "bridge":
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            if readers.search(line) and "OAUTHLIB_INSECURE_TRANSPORT" not in line \
-                    and "os.environ[name]" not in line and "os.environ.pop(name" not in line \
-                    and "os.environ.get(name)" not in line:
+            if readers.search(line) and not (path.name == "google_auth.py"
+                                             and switch.search(line)):
                 found.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert found == []
     with pytest.raises(KeyError):
