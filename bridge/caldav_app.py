@@ -24,13 +24,12 @@ from defusedxml import ElementTree as DefusedET
 from radicale import pathutils, types
 from radicale.app.base import Access
 
+from bridge import radicale_compat as compat
 from bridge.fast_report import FastReports
 from bridge.http_sync import PREFIX as SYNC_PREFIX
 from bridge.http_sync import SyncTrigger
 from bridge.ical import InvalidObject, parse_object
 from plugins.common import CALENDAR_NAME, store_for
-
-MAX_BODY = 4 * 1024 * 1024
 
 
 def printable(text: str) -> str:
@@ -129,10 +128,11 @@ class GestanApplication(radicale.Application):
     def __init__(self, configuration) -> None:
         super().__init__(configuration)
         self.store = store_for(configuration)
-        self.sync_trigger = SyncTrigger(self.store,
-                                        failure_delay=configuration.get("auth", "delay"))
-        self.fast_reports: FastReports | None = FastReports(self.store, self._rights,
-                                                            self._encoding)
+        # one body limit: [server] max_content_length (bridge.config)
+        self.max_body: int = configuration.get("server", "max_content_length")
+        self.sync_trigger = SyncTrigger(self.store)
+        self.fast_reports: FastReports | None = FastReports(
+            self.store, compat.rights(self), compat.encoding(self))
 
     def __call__(self, environ, start_response):
         def named_start_response(status, headers, exc_info=None):
@@ -142,17 +142,19 @@ class GestanApplication(radicale.Application):
             return start_response(status, headers, exc_info)
 
         if environ.get("PATH_INFO", "").startswith(SYNC_PREFIX):
-            return self.sync_trigger(environ, named_start_response)
+            return self.sync_trigger(environ, named_start_response, self._serve)
+        return self._serve(environ, named_start_response)
 
+    def _serve(self, environ, start_response):
         _drop_malformed_credentials(environ)
         refused = self._refuse_hostile(environ)
         if refused is not None:
             status, headers, body, _ = refused
             data = body.encode("utf-8")
-            named_start_response(f"{status} {client.responses.get(status, '')}", [
+            start_response(f"{status} {client.responses.get(status, '')}", [
                 *headers.items(), ("Content-Length", str(len(data)))])
             return [data]
-        return super().__call__(environ, named_start_response)
+        return super().__call__(environ, start_response)
 
     def _refuse_hostile(self, environ) -> types.WSGIResponse | None:
         """What Radicale 3.9 answers with a 500 (or worse) is refused here with a reason: a
@@ -164,6 +166,8 @@ class GestanApplication(radicale.Application):
         length = environ.get("CONTENT_LENGTH") or "0"
         if not length.isdigit():
             return refusal(400, "invalid Content-Length")
+        if int(length) > self.max_body:
+            return refusal(413, f"request body larger than {self.max_body} bytes")
         if environ.get("REQUEST_METHOD") not in _XML_METHODS or length == "0":
             return None
         try:
@@ -180,7 +184,8 @@ class GestanApplication(radicale.Application):
         return [p for p in pathutils.strip_path(path).split("/") if p]
 
     def _allowed(self, user: str, user_groups: set, path: str, permission: str) -> bool:
-        return bool(user) and Access(self._rights, user, user_groups, path).check(permission)
+        return bool(user) and Access(compat.rights(self), user, user_groups, path).check(
+            permission)
 
     # ------------------------------------------------------------ methods
     def do_PUT(self, environ, base_prefix, path, user, user_groups, request_info):
@@ -202,14 +207,13 @@ class GestanApplication(radicale.Application):
         _put_back(environ, body)
         return super().do_PUT(environ, base_prefix, path, user, user_groups, request_info)
 
-    @staticmethod
-    def _read_body(environ) -> bytes:
+    def _read_body(self, environ) -> bytes:
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             raise InvalidObject("invalid Content-Length") from None
-        if length > MAX_BODY:
-            raise InvalidObject(f"request body larger than {MAX_BODY} bytes", 413)
+        if length > self.max_body:
+            raise InvalidObject(f"request body larger than {self.max_body} bytes", 413)
         body = environ["wsgi.input"].read(length) if length else b""
         if len(body) < length:
             raise InvalidObject("request body shorter than its Content-Length")
@@ -217,11 +221,11 @@ class GestanApplication(radicale.Application):
         if encoding == "gzip":
             try:
                 decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-                body = decompressor.decompress(body, MAX_BODY + 1)
+                body = decompressor.decompress(body, self.max_body + 1)
             except (zlib.error, gzip.BadGzipFile) as exc:
                 raise InvalidObject(f"body is not valid gzip: {exc}") from exc
-            if len(body) > MAX_BODY:
-                raise InvalidObject(f"request body larger than {MAX_BODY} bytes", 413)
+            if len(body) > self.max_body:
+                raise InvalidObject(f"request body larger than {self.max_body} bytes", 413)
         elif encoding not in ("", "identity"):
             raise InvalidObject(f"unsupported Content-Encoding {encoding!r}", 415)
         return body
@@ -277,6 +281,12 @@ class GestanApplication(radicale.Application):
             return None  # Radicale asks for credentials first
         return refusal(403, f"gestan-bridge serves one calendar per user, /{user}/"
                        f"{CALENDAR_NAME}/; other collections cannot be created")
+
+    def do_POST(self, environ, base_prefix, path, user, user_groups, request_info):
+        """The sync triggers, authenticated by Radicale (bridge.http_sync)."""
+        if path.startswith(SYNC_PREFIX):
+            return self.sync_trigger.run(environ, path, user)
+        return super().do_POST(environ, base_prefix, path, user, user_groups, request_info)
 
     def do_MOVE(self, environ, base_prefix, path, user, user_groups, request_info):
         parts = self._parts(path)

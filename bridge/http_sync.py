@@ -1,6 +1,8 @@
 """``POST /bridge/sync/open`` and ``/bridge/sync/close``: Gestan's open/close hooks calling
 the running server. HTTP Basic with the user's own credentials (an admin may name another
-user).
+user), checked by Radicale's own authentication, as for CalDAV: the same users, the same
+``[auth] delay`` after a failure, the same limit of failed logins
+(bridge.store.users.LoginGuard), the same body limit (``[server] max_content_length``).
 
 Body (JSON, optional): ``{"user": "bob", "target": "google", "dry_run": false,
 "allow_mass_delete": false, "days_back": 0}``; query parameters work too. Without ``target``
@@ -19,7 +21,7 @@ HTTP  status      exit_code  when
                              ``runs`` says what was done before, ``error`` why it stopped
 422   stopped     1          nothing could run: unknown target, none set up (``error`` says how)
 4xx   refused     2          the request itself: 400 bad parameter, 401, 403, 404 no such user,
-                             405, 413
+                             405, 411, 413
 500   failed      1          unexpected error (details in the server's log only)
 ====  ==========  =========  ==================================================================
 
@@ -29,13 +31,13 @@ exception's text.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
-import time
 import urllib.parse
+from collections.abc import Callable, Iterable
 from http import client
+
+from radicale import httputils, types
 
 from bridge.store import Store
 from bridge.sync.engine import SyncOptions
@@ -43,7 +45,6 @@ from bridge.sync.report import EXIT_OK, EXIT_SKIPPED, EXIT_STOPPED
 from bridge.sync.runner import SyncSetupError, run_sync
 
 PREFIX = "/bridge/sync/"
-MAX_BODY = 64 * 1024
 EXIT_REFUSED = 2
 HTTP_STATUS = {EXIT_OK: 200, EXIT_SKIPPED: 207, EXIT_STOPPED: 409}
 logger = logging.getLogger("gestan_bridge")
@@ -59,12 +60,29 @@ class _Refused(Exception):
         self.outcome, self.exit_code = outcome, exit_code
 
 
-def _answer(start_response, status: int, payload: dict, headers: dict | None = None):
+def _payload(status: int, payload: dict, headers: dict | None = None
+             ) -> tuple[int, dict, bytes]:
     body = json.dumps(payload, ensure_ascii=False, indent=1).encode("utf-8")
+    return status, {"Content-Type": "application/json; charset=utf-8", **(headers or {})}, body
+
+
+def _refused(refused: _Refused) -> tuple[int, dict, bytes]:
+    return _payload(refused.status, {"status": refused.outcome, "exit_code": refused.exit_code,
+                                     "error": refused.message, "runs": []}, refused.headers)
+
+
+def _answer(start_response, status: int, headers: dict, body: bytes) -> list[bytes]:
     start_response(f"{status} {client.responses.get(status, '')}", [
-        ("Content-Type", "application/json; charset=utf-8"),
-        ("Content-Length", str(len(body))), *(headers or {}).items()])
+        *headers.items(), ("Content-Length", str(len(body)))])
     return [body]
+
+
+# What Radicale (or the application before it) answers itself on a trigger's path, said
+# in the triggers' JSON shape.
+_THEIR_ANSWERS = {401: "wrong login or password", 403: "forbidden",
+                  413: "request body too large", 411: "send the body with a Content-Length",
+                  400: "bad request", 500: "internal error: see the server's log"}
+_KEPT_HEADERS = ("www-authenticate", "allow", "retry-after")
 
 
 def _whole_number(value) -> int | None:
@@ -84,19 +102,63 @@ def _flag(value) -> bool:
     return value is True or str(value).lower() in ("1", "true", "yes", "on")
 
 
-class SyncTrigger:
-    def __init__(self, store: Store, failure_delay: float = 1.0) -> None:
-        self.store = store
-        self.failure_delay = failure_delay
+Serve = Callable[[types.WSGIEnviron, Callable], Iterable[bytes]]
 
-    def __call__(self, environ, start_response):
+
+class SyncTrigger:
+    """The triggers, in two steps: :meth:`__call__` answers what needs no login (an unknown
+    path, a method other than POST) and hands the rest to Radicale, whose authenticated
+    ``do_POST`` calls :meth:`run`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __call__(self, environ, start_response, serve: Serve) -> Iterable[bytes]:
+        """Answer a request under :data:`PREFIX`; ``serve`` is the application's way
+        through Radicale (authentication, limits, then ``do_POST``)."""
         try:
-            direction = environ.get("PATH_INFO", "")[len(PREFIX):].strip("/")
-            if direction not in ("open", "close"):
-                raise _Refused(404, "use POST /bridge/sync/open or /bridge/sync/close")
+            self._direction(environ.get("PATH_INFO", ""))
             if environ.get("REQUEST_METHOD") != "POST":
                 raise _Refused(405, "use POST", {"Allow": "POST"})
-            caller = self._caller(environ)
+        except _Refused as refused:
+            return _answer(start_response, *_refused(refused))
+        seen: dict = {}
+
+        def capture(status: str, headers: list, exc_info=None) -> None:
+            seen.update(status=status, headers=headers)
+
+        body = b"".join(serve(environ, capture))
+        headers = dict(seen["headers"])
+        if headers.get("Content-Type", "").startswith("application/json"):
+            start_response(seen["status"], seen["headers"])
+            return [body]
+        status = int(seen["status"][:3])
+        message = _THEIR_ANSWERS.get(status, client.responses.get(status, "refused"))
+        if status == 401 and not environ.get("HTTP_AUTHORIZATION"):
+            message = "credentials required"
+        kept = {k: v for k, v in headers.items() if k.lower() in _KEPT_HEADERS}
+        outcome, code = ("failed", EXIT_STOPPED) if status >= 500 else ("refused",
+                                                                         EXIT_REFUSED)
+        return _answer(start_response, *_refused(_Refused(status, message, kept,
+                                                          outcome=outcome, exit_code=code)))
+
+    @staticmethod
+    def _direction(path: str) -> str:
+        direction = path[len(PREFIX):].strip("/") if path.startswith(PREFIX) else ""
+        if direction not in ("open", "close"):
+            raise _Refused(404, "use POST /bridge/sync/open or /bridge/sync/close")
+        return direction
+
+    def run(self, environ, path: str, login: str) -> types.WSGIResponse:
+        """The POST of ``login`` (authenticated by Radicale; "" without credentials, which
+        Radicale then asks for)."""
+        if not login:
+            return httputils.NOT_ALLOWED
+        try:
+            direction = self._direction(path)
+            caller = self.store.user(login)
+            if caller is None:
+                raise _Refused(403, "unknown caller")
             params = self._params(environ)
             login = str(params.get("user") or caller.login)
             if login != caller.login and not caller.is_admin:
@@ -118,30 +180,13 @@ class SyncTrigger:
                 raise _Refused(422, str(exc), outcome="stopped",
                                exit_code=EXIT_STOPPED) from None
         except _Refused as refused:
-            return _answer(start_response, refused.status, {
-                "status": refused.outcome, "exit_code": refused.exit_code,
-                "error": refused.message, "runs": []}, refused.headers)
+            return (*_refused(refused), None)
         except Exception:  # the report of a failed run is in the audit log
             logger.exception("sync trigger failed")
-            return _answer(start_response, 500, {
-                "status": "failed", "exit_code": EXIT_STOPPED,
-                "error": "internal error: see the server's log", "runs": []})
-        return _answer(start_response, HTTP_STATUS[result.exit_code], result.to_dict())
-
-    def _caller(self, environ):
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        challenge = {"WWW-Authenticate": 'Basic realm="gestan-bridge", charset="UTF-8"'}
-        if not header.lower().startswith("basic "):
-            raise _Refused(401, "credentials required", challenge)
-        try:
-            login, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise _Refused(401, "malformed credentials", challenge) from None
-        user = self.store.authenticate(login, password, environ.get("REMOTE_ADDR"))
-        if user is None:
-            time.sleep(self.failure_delay)  # as Radicale's [auth] delay does for CalDAV
-            raise _Refused(401, "wrong login or password", challenge)
-        return user
+            return (*_payload(500, {"status": "failed", "exit_code": EXIT_STOPPED,
+                                    "error": "internal error: see the server's log",
+                                    "runs": []}), None)
+        return (*_payload(HTTP_STATUS[result.exit_code], result.to_dict()), None)
 
     @staticmethod
     def _params(environ) -> dict:
@@ -150,9 +195,7 @@ class SyncTrigger:
         length_text = environ.get("CONTENT_LENGTH") or "0"
         if not length_text.isdigit():
             raise _Refused(400, "invalid Content-Length")
-        length = int(length_text)
-        if length > MAX_BODY:
-            raise _Refused(413, "request body too large")
+        length = int(length_text)   # within [server] max_content_length (checked before)
         raw = environ["wsgi.input"].read(length) if length else b""
         if raw.strip():
             try:

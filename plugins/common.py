@@ -11,7 +11,8 @@ DEFAULT_DISPLAY_NAME = "Rendez-vous"
 
 
 def store_for(configuration: config.Configuration) -> Store:
-    """The store of ``[storage] db_url`` (else ``$GESTAN_BRIDGE_DB``, else ``gestan.db``)."""
+    """The store of ``[storage] db_url``, which bridge.server sets from ``--db``,
+    ``$GESTAN_BRIDGE_DB`` or ``[gestan] db_url`` (bridge.config's precedence)."""
     try:
         url = configuration.get("storage", "db_url")
     except KeyError:

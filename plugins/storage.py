@@ -22,6 +22,7 @@ from radicale import item as radicale_item
 from radicale.item import filter as radicale_filter
 
 from bridge.ical.render import etag_of
+from bridge.radicale_compat import init_item
 from bridge.store import StoredObject, User
 from plugins.common import CALENDAR_NAME, DEFAULT_DISPLAY_NAME, store_for
 
@@ -46,22 +47,12 @@ class StoredItem(radicale_item.Item):
     """A calendar object whose text is fetched only if a client asks for it (listings of
     etags never read the iCalendar bodies).
 
-    Built without ``Item.__init__``: that re-sanitises the collection path for every item
-    and formats dates a listing of etags never shows; at 10,000 items it cost a tenth of a
-    full sync. The attributes below are the ones ``Item`` reads (Radicale is pinned 3.9.*;
-    the CalDAV tests exercise every use).
+    Built without ``Item.__init__`` (:func:`bridge.radicale_compat.init_item` says why).
     """
 
     def __init__(self, collection: RendezVousCalendar, stored: StoredObject) -> None:
-        self._collection_path = collection.path
-        self.collection = collection
-        self.href = stored.href
-        self._text = stored.ics
-        self._vobject_item = None
-        self._etag = stored.etag
-        self._uid = stored.uid
-        self._name = "VCALENDAR"
-        self._component_name = "VEVENT"
+        init_item(self, collection=collection, href=stored.href, text=stored.ics,
+                  etag=stored.etag, uid=stored.uid)
         self._stored = stored
         self._store = collection.store
 

@@ -162,7 +162,7 @@ def test_serve_on_a_busy_port_names_the_address(env):
         taken.listen()
         port = taken.getsockname()[1]
         line = one_line_failure(invoke(env, "serve", "--port", str(port)))
-    assert line == (f"{ONE_LINE}cannot listen on 127.0.0.1:{port}: Address already in use")
+    assert line == (f"{ONE_LINE}cannot listen on 127.0.0.1:{port}: address already in use")
 
 
 # ------------------------------------------------------------------ agenda import

@@ -8,9 +8,7 @@ traceback. Start-up stays cheap: the command modules import the target client li
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,11 +16,12 @@ import typer
 
 from bridge.cli.agenda_cmd import agenda_app
 from bridge.cli.backup_cmd import register as register_backup
-from bridge.cli.common import CliError, DbOption, fail, open_db
+from bridge.cli.common import CliError, DbOption
 from bridge.cli.google_cmd import google_app
 from bridge.cli.outlook_cmd import outlook_app
 from bridge.cli.sync_cmd import sync_app
 from bridge.cli.users_cmd import users_app
+from bridge.config import ConfigError, env
 
 __all__ = ["CliError", "app", "main"]
 
@@ -39,51 +38,44 @@ register_backup(app)
 DEBUG_ENV = "GESTAN_BRIDGE_DEBUG"  # set: an unexpected error shows its traceback
 
 
-class LogLevel(StrEnum):
-    DEBUG = "debug"
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-    CRITICAL = "critical"
-
-
 # ------------------------------------------------------------------ serve
 @app.command()
 def serve(
     db: DbOption = None,
-    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535)] = 5232,
+    host: Annotated[str | None, typer.Option(
+        help="Address to bind (default: [server] hosts, else 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="Port (default: [server] hosts, else 5232).")] = None,
     demo: Annotated[bool, typer.Option(help="Create the demo users alice and bob.")] = False,
     config: Annotated[Path | None, typer.Option(
-        "--config", exists=True, dir_okay=False, help="A radicale.conf to read.")] = None,
-    log_level: Annotated[LogLevel, typer.Option(case_sensitive=False)] = LogLevel.INFO,
+        "--config", dir_okay=False,
+        help="The configuration file (default: $GESTAN_BRIDGE_CONFIG, else ./radicale.conf)."
+    )] = None,
+    log_level: Annotated[str | None, typer.Option(
+        help="trace, debug, info, notice, warning, error, critical (default: [logging] "
+             "level, else info)")] = None,
 ) -> None:
     """Run the CalDAV server (and Radicale's web UI) on the agenda store."""
+    from bridge import config as settings
     from bridge.demo import load_demo
-    from bridge.server import Server, listen, load_configuration, setup_logging
+    from bridge.server import Server, ServerError, load_configuration, setup_logging
 
-    if config is None and Path("radicale.conf").is_file():
-        config = Path("radicale.conf")
-    httpd = listen((host, port))  # before the logs start: a busy port is one line
-    try:
-        store = open_db(db)
+    with settings.using(config):
         try:
-            configuration = load_configuration(config, store.url, host, port)
-        except RuntimeError as exc:  # Radicale's "Failed to load config file ..."
-            fail(str(exc))
-        setup_logging(log_level.value)
+            configuration = load_configuration(settings.active_file(), db, host, port)
+            setup_logging(configuration, log_level)
+            # port 0 (any free port) cannot be written in Radicale's configuration
+            any_port = (host or configuration.get("server", "hosts")[0][0], 0)
+            server = Server(configuration, any_port if port == 0 else None)
+        except (settings.ConfigError, ServerError) as exc:
+            raise CliError(str(exc)) from None
         if demo:
-            created = load_demo(store)
+            created = load_demo(server.store)
             if created:
                 typer.echo(f"demo users created: {', '.join(created)} (password = login)")
-        server = Server(configuration, httpd=httpd)
-    except BaseException:
-        httpd.server_close()
-        raise
-    typer.echo(f"gestan-bridge serving {store.url.split('://')[0]} agenda on {server.url} "
-               f"(calendars at {server.url}<login>/rendez-vous/)")
-    with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
+        typer.echo(server.banner())
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
 
 
 # ------------------------------------------------------------------ entry point
@@ -103,14 +95,14 @@ def main(argv: list[str] | None = None) -> int:
             print(exc.format_message())
             return 0
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        return _fail(message, getattr(exc, "exit_code", 2))
-    except CliError as exc:
+        return _fail(" ".join(message.split()), getattr(exc, "exit_code", 2))
+    except (CliError, ConfigError) as exc:
         return _fail(str(exc))
     except Exception as exc:
         known = _known(exc)
         if known is not None:
             return _fail(*known)
-        if os.environ.get(DEBUG_ENV):
+        if env(DEBUG_ENV):
             raise
         first = (str(exc).splitlines() or [""])[0][:300]
         return _fail(f"unexpected {type(exc).__name__}{': ' + first if first else ''} "

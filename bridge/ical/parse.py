@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from dateutil import rrule as dateutil_rrule
 from icalendar import Calendar, Component, Event
 
+from bridge.config import max_content_length
 from bridge.ical.model import EventData, InvalidObject, ParsedObject
 from bridge.ical.timezones import (
     ONE_DAY,
@@ -23,7 +24,6 @@ from bridge.ical.timezones import (
     zone,
 )
 
-MAX_OBJECT_BYTES = 512 * 1024
 MAX_TEXT = {"SUMMARY": 1000, "LOCATION": 1000, "CONTACT": 1000, "DESCRIPTION": 64 * 1024}
 MAX_OCCURRENCES_PER_YEAR = 1000
 LOOK_AHEAD = timedelta(days=20 * 366)  # a rule must make an occurrence within this
@@ -39,15 +39,16 @@ _RECURRENCE_PROPS = {"RRULE", "RDATE", "EXDATE", "EXRULE"}
 
 def parse_object(data: str | bytes, default_tz: str) -> ParsedObject:
     """Validate one CalDAV object (a VCALENDAR with the VEVENTs of one UID)."""
+    limit = max_content_length()  # the one body limit: [server] max_content_length
     if isinstance(data, bytes):
-        if len(data) > MAX_OBJECT_BYTES:
-            raise InvalidObject(f"calendar object larger than {MAX_OBJECT_BYTES} bytes", 413)
+        if len(data) > limit:
+            raise InvalidObject(f"calendar object larger than {limit} bytes", 413)
         try:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidObject(f"body is not valid UTF-8 (byte {exc.start})") from exc
-    if len(data.encode("utf-8")) > MAX_OBJECT_BYTES:
-        raise InvalidObject(f"calendar object larger than {MAX_OBJECT_BYTES} bytes", 413)
+    if len(data.encode("utf-8")) > limit:
+        raise InvalidObject(f"calendar object larger than {limit} bytes", 413)
     if "\x00" in data:
         raise InvalidObject(f"NUL character in the body (at character {data.index(chr(0))}):"
                             " not iCalendar text")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,15 +20,16 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 if TYPE_CHECKING:
     from alembic.config import Config
 
-DEFAULT_URL = "sqlite:///gestan.db"
-ENV_VAR = "GESTAN_BRIDGE_DB"
+from bridge.config import setting
+
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _WRITE_OPTION = "gestan_write"
 
 
 def database_url(url: str | None = None) -> str:
-    """The URL to use: the explicit one, else ``$GESTAN_BRIDGE_DB``, else ``gestan.db`` here."""
-    return url or os.environ.get(ENV_VAR) or DEFAULT_URL
+    """The URL to use: the explicit one, else ``$GESTAN_BRIDGE_DB``, else ``[gestan] db_url``
+    of the configuration file, else ``gestan.db`` here (bridge.config)."""
+    return setting("db_url", url or None)
 
 
 class DatabaseUrlError(ValueError):

@@ -13,13 +13,14 @@ import bcrypt
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
+from bridge.config import env
 from bridge.ical.timezones import is_iana, now_utc
 from bridge.store.records import User
 from bridge.store.schema import users
 
 LOGIN_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 # Cost 12 is bcrypt's default; tests may lower it through the environment.
-BCRYPT_ROUNDS = int(os.environ.get("GESTAN_BRIDGE_BCRYPT_ROUNDS", "12"))
+BCRYPT_ROUNDS = int(env("GESTAN_BRIDGE_BCRYPT_ROUNDS") or "12")
 LOGIN_CACHE_SECONDS = 60
 
 

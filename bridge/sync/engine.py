@@ -16,10 +16,11 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
+from bridge.config import setting
 from bridge.ical import parse_object
 from bridge.ical.content import Content, content_of
 from bridge.ical.describe import label, raw_label
@@ -66,10 +67,12 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 @dataclass(frozen=True)
 class SyncOptions:
     dry_run: bool = False
-    days_back: int | None = None  # None: the user's "sync_days_back" setting, else 0
+    # None: the user's "sync_days_back" setting, else [gestan] sync_days_back
+    days_back: int | None = None
     allow_mass_delete: bool = False
-    mass_delete_ratio: float = 0.5
-    mass_delete_min: int = 10
+    # defaults from [gestan] (bridge.config), read when the options are made
+    mass_delete_ratio: float = field(default_factory=lambda: setting("mass_delete_ratio"))
+    mass_delete_min: int = field(default_factory=lambda: setting("mass_delete_min"))
 
 
 class SyncBusy(RuntimeError):
@@ -154,7 +157,8 @@ class SyncRun:
         self.now = now = now or now_utc()
         days_back = self.options.days_back
         if days_back is None:
-            days_back = int(self.user.settings.get("sync_days_back") or 0)
+            own = self.user.settings.get("sync_days_back")
+            days_back = int(own) if own not in (None, "") else setting("sync_days_back")
         self.window = Window(now - timedelta(days=days_back), window_end(now))
         self._items: list[RunItem] = []
         self._contents: dict[str, Content] = {}

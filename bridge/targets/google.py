@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import random
 import time
 import urllib.parse
@@ -27,6 +26,7 @@ from googleapiclient.discovery import build
 from googleapiclient.errors import HttpError
 from googleapiclient.http import BatchHttpRequest
 
+from bridge.config import env
 from bridge.ical import parse_object
 from bridge.ical.content import CANCELLED, MASTER, content_of, series_zone
 from bridge.ical.model import ParsedObject
@@ -170,7 +170,7 @@ class GoogleTarget:
     def __init__(self, credentials: Any, login: str, calendar_name: str, default_tz: str, *,
                  api_url: str | None = None, sleep: Callable[[float], None] = time.sleep,
                  max_tries: int = MAX_TRIES) -> None:
-        api_url = api_url or os.environ.get(API_URL_ENV) or None
+        api_url = api_url or env(API_URL_ENV)
         options = {"api_endpoint": api_url} if api_url else None
         self.service = build("calendar", "v3", credentials=credentials, static_discovery=True,
                              client_options=options, cache_discovery=False)

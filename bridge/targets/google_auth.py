@@ -31,6 +31,7 @@ from google.auth.exceptions import GoogleAuthError as _LibraryAuthError
 from google.auth.exceptions import RefreshError, TransportError
 from google.oauth2.credentials import Credentials
 
+from bridge.config import env
 from bridge.targets.base import ReconnectNeeded  # raised here, neutral (a TargetStopped)
 from bridge.targets.secrets import remove, secret_path, token_dir, write_private
 
@@ -87,10 +88,10 @@ def _read_token(login: str, directory: Path | None) -> dict[str, Any]:
 
 def _with_endpoint_overrides(info: Mapping[str, Any], *keys: str) -> dict[str, Any]:
     result = dict(info)
-    if "token_uri" in keys and os.environ.get(TOKEN_URI_ENV):
-        result["token_uri"] = os.environ[TOKEN_URI_ENV]
-    if "auth_uri" in keys and os.environ.get(AUTH_URI_ENV):
-        result["auth_uri"] = os.environ[AUTH_URI_ENV]
+    if "token_uri" in keys and env(TOKEN_URI_ENV):
+        result["token_uri"] = env(TOKEN_URI_ENV)
+    if "auth_uri" in keys and env(AUTH_URI_ENV):
+        result["auth_uri"] = env(AUTH_URI_ENV)
     return result
 
 
@@ -99,7 +100,7 @@ def _credentials_from(info: Mapping[str, Any]) -> Credentials:
     and always uses Google's: only the environment override can change it."""
     # No scopes argument: refresh asks for the scopes the file says were granted.
     credentials = Credentials.from_authorized_user_info(info)
-    override = os.environ.get(TOKEN_URI_ENV)
+    override = env(TOKEN_URI_ENV)
     if override:
         credentials = _keeping_expiry(credentials, credentials.with_token_uri(override))
     return credentials
@@ -318,7 +319,7 @@ def primary_calendar_id(credentials: Credentials, timeout: float = 10.0) -> str:
     the calendar scope gives no userinfo, and the address is only for display."""
     from google.auth.transport.requests import AuthorizedSession
 
-    api = os.environ.get(API_URL_ENV) or DEFAULT_API_URL
+    api = env(API_URL_ENV) or DEFAULT_API_URL
     url = api.rstrip("/") + "/calendars/primary"
     try:
         with _loopback_http_allowed(credentials.token_uri):

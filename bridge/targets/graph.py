@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import random
 import time
 import urllib.parse
@@ -44,6 +43,7 @@ from typing import Any, Protocol
 
 import requests
 
+from bridge.config import env
 from bridge.ical import parse_object
 from bridge.ical.content import CANCELLED, MASTER, content_of
 from bridge.ical.model import InvalidObject, ParsedObject
@@ -94,7 +94,7 @@ DELTA_BEYOND = timedelta(days=366)
 
 
 def api_base(api_url: str | None = None) -> str:
-    return (api_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/") + "/"
+    return (api_url or env(API_URL_ENV) or DEFAULT_API_URL).rstrip("/") + "/"
 
 
 class TokenSource(Protocol):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import pickle
 import threading
 import urllib.parse
@@ -37,6 +36,7 @@ from typing import Any
 import msal
 import requests
 
+from bridge.config import env
 from bridge.targets.base import ReconnectNeeded, TargetStopped
 from bridge.targets.secrets import private_dir, token_dir, write_private
 
@@ -65,8 +65,7 @@ def connect_hint(login: str) -> str:
 
 def verify_setting() -> str | bool:
     """The CA bundle requests should trust: REQUESTS_CA_BUNDLE, else SSL_CERT_FILE."""
-    return (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
-            or True)
+    return env("REQUESTS_CA_BUNDLE") or env("SSL_CERT_FILE") or True
 
 
 def http_session() -> requests.Session:
@@ -138,7 +137,7 @@ def disconnect(login: str, directory: Path | None = None) -> bool:
 # ------------------------------------------------------------------ msal
 def _authority(tenant: str, authority: str | None) -> tuple[str, dict[str, Any]]:
     """msal's authority URL and options; a configured host turns discovery checks off."""
-    base = authority or os.environ.get(AUTHORITY_ENV)
+    base = authority or env(AUTHORITY_ENV)
     if base:
         return f"{base.rstrip('/')}/{tenant}", {"instance_discovery": False,
                                                  "validate_authority": False}

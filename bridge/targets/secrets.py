@@ -11,15 +11,13 @@ import threading
 import urllib.parse
 from pathlib import Path
 
-TOKEN_DIR_ENV = "GESTAN_BRIDGE_TOKEN_DIR"
+from bridge.config import setting
 
 
 def token_dir() -> Path:
-    """Where the files live: the environment's choice, else the XDG-style default."""
-    configured = os.environ.get(TOKEN_DIR_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    return Path.home() / ".local" / "share" / "gestan-bridge" / "tokens"
+    """Where the files live: ``$GESTAN_BRIDGE_TOKEN_DIR``, else ``[gestan] token_dir``, else
+    the XDG-style default (bridge.config)."""
+    return setting("token_dir")
 
 
 def secret_path(login: str, suffix: str = "", directory: Path | None = None) -> Path:
