@@ -19,10 +19,12 @@ from email.utils import formatdate
 
 from radicale import config, pathutils, storage, types
 from radicale import item as radicale_item
+from radicale.app.report import test_filter
 from radicale.item import filter as radicale_filter
 
 from bridge.ical.render import etag_of
 from bridge.store import StoredObject, User
+from plugins import queries
 from plugins.common import CALENDAR_NAME, DEFAULT_DISPLAY_NAME, store_for
 
 # The calendar properties a user may change (PROPPATCH, web UI); the rest is fixed.
@@ -197,9 +199,35 @@ class RendezVousCalendar(storage.BaseCollection):
 
     def get_filtered(self, filters: Iterable[ET.Element]
                      ) -> Iterable[tuple[radicale_item.Item, bool]]:
-        """Time ranges go to SQL on the objects' stored first start / last end. A single
-        event found by a simple filter needs no second look; series are checked by Radicale
-        occurrence by occurrence."""
+        """Every object the filters match, decided here (:mod:`plugins.queries`): the time
+        range from the index and the occurrences materialised at write time, the rest by
+        Radicale's matcher. A shape it does not plan for is prefiltered in SQL and left
+        to Radicale."""
+        filters = list(filters)
+        plan = queries.plan(filters)
+        if plan is None:
+            yield from self._prefiltered(filters)
+            return
+        yield from ((item, True) for item in self.query(plan))
+
+    def query(self, plan: queries.Plan) -> Iterator[StoredItem]:
+        """The objects matching a planned calendar-query filter."""
+        wanted = plan.time_range
+        if wanted is None:
+            found = self.store.calendar_listing(self.user.id, with_ics=True)
+        else:
+            candidates = self.store.range_candidates(self.user.id, wanted.start, wanted.end)
+            found = [c.stored for c in candidates
+                     if queries.in_range(c, wanted, self.user.timezone)]
+        for stored in found:
+            item = self._item(stored)
+            if all(test_filter("VCALENDAR", item, f) for f in plan.rest):
+                yield item
+
+    def _prefiltered(self, filters: list[ET.Element]
+                     ) -> Iterator[tuple[radicale_item.Item, bool]]:
+        """Time ranges go to SQL on the objects' stored first start / last end; Radicale
+        checks the rest."""
         tag, start, end, simple = radicale_filter.simplify_prefilters(filters, "VCALENDAR")
         if tag not in (None, "VEVENT"):
             return

@@ -23,16 +23,17 @@ from sqlalchemy.exc import IntegrityError
 from bridge.ical import parse_object
 from bridge.ical.model import EventData, InvalidObject, ParsedObject
 from bridge.ical.timezones import now_utc
-from bridge.store import agenda, objects, users
+from bridge.store import agenda, objects, queries, users
 from bridge.store import sync as sync_tables
 from bridge.store.engine import database_url, make_engine, migrate, write_options
 from bridge.store.objects import ObjectChanged, UidConflict
+from bridge.store.queries import Candidate
 from bridge.store.records import Action, ActionType, StoredObject, User
 from bridge.store.sync import Link, RunItem, RunRecord, SyncState
 from bridge.store.users import LoginCache, LoginGuard, UserError
 
-__all__ = ["Action", "ActionType", "EventData", "ImportReport", "InvalidObject", "Link",
-           "ObjectChanged", "PullWrite",
+__all__ = ["Action", "ActionType", "Candidate", "EventData", "ImportReport", "InvalidObject",
+           "Link", "ObjectChanged", "PullWrite",
            "RunItem", "RunRecord", "Store", "StoredObject", "SyncState", "UidConflict", "User",
            "UserError", "open_store"]
 
@@ -195,6 +196,13 @@ class Store:
         if since < 0 or since > current:
             raise ValueError(f"sync token {token!r} is from the future")
         return self.sync_token(current), objects.changed_since(conn, user.id, since)
+
+    def range_candidates(self, user_id: int, start: datetime | None, end: datetime | None
+                         ) -> list[Candidate]:
+        """Objects that may have an instance in [start, end), with their materialised
+        occurrences there (:mod:`bridge.store.queries`)."""
+        with self.reading() as conn:
+            return queries.range_candidates(conn, user_id, start, end)
 
     def put_object(self, login: str, href: str, data: str | bytes | ParsedObject
                    ) -> StoredObject:
