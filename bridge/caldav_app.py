@@ -24,6 +24,7 @@ from defusedxml import ElementTree as DefusedET
 from radicale import pathutils, types
 from radicale.app.base import Access
 
+from bridge.expand_report import ExpandReports, TooManyInstances
 from bridge.fast_report import FastReports
 from bridge.http_sync import PREFIX as SYNC_PREFIX
 from bridge.http_sync import SyncTrigger
@@ -133,6 +134,9 @@ class GestanApplication(radicale.Application):
                                         failure_delay=configuration.get("auth", "delay"))
         self.fast_reports: FastReports | None = FastReports(self.store, self._rights,
                                                             self._encoding)
+        self.expand_reports: ExpandReports | None = ExpandReports(
+            self._storage, self._rights, self._encoding,
+            configuration.get("reporting", "max_expand_occurrence"))
 
     def __call__(self, environ, start_response):
         def named_start_response(status, headers, exc_info=None):
@@ -227,17 +231,26 @@ class GestanApplication(radicale.Application):
         return body
 
     def do_REPORT(self, environ, base_prefix, path, user, user_groups, request_info):
-        """A phone's sync and multiget from SQL rows (bridge.fast_report); the rest as
-        Radicale does it."""
-        if user and self.fast_reports is not None:
-            try:
-                raw = self._read_body(environ)
-            except InvalidObject as exc:
-                return refusal(exc.status, exc.reason)
+        """A phone's sync and multiget from SQL rows (bridge.fast_report), expansions
+        that no object can fail (bridge.expand_report); the rest as Radicale does it."""
+        if not user:
+            return super().do_REPORT(environ, base_prefix, path, user, user_groups,
+                                     request_info)
+        try:
+            raw = self._read_body(environ)
+        except InvalidObject as exc:
+            return refusal(exc.status, exc.reason)
+        answer = None
+        if self.fast_reports is not None:
             answer = self.fast_reports.answer(raw, base_prefix, path, user, user_groups)
-            if answer is not None:
-                return (*answer, None)
-            _put_back(environ, raw)
+        if answer is None and self.expand_reports is not None:
+            try:
+                answer = self.expand_reports.answer(raw, base_prefix, path, user, user_groups)
+            except TooManyInstances as exc:
+                return refusal(400, str(exc))
+        if answer is not None:
+            return (*answer, None)
+        _put_back(environ, raw)
         return super().do_REPORT(environ, base_prefix, path, user, user_groups, request_info)
 
     def do_PROPPATCH(self, environ, base_prefix, path, user, user_groups, request_info):

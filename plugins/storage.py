@@ -87,6 +87,16 @@ class StoredItem(radicale_item.Item):
         self.serialize()
         return super().vobject_item
 
+    def __copy__(self) -> StoredItem:
+        """A copy that parses its own text: Radicale's ``<C:expand>`` rewrites the parsed
+        item of the copy it is given, which must not be the one a filter already read
+        (a series with overrides then had no master left: "does not have a vevent without a
+        recurrence_id", and the whole REPORT failed)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._vobject_item = None
+        return twin
+
 
 class _Collection(storage.BaseCollection):
     def __init__(self, path: str) -> None:

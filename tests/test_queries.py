@@ -6,16 +6,21 @@ object breaks), the reference is recurring-ical-events, the reading the store us
 from __future__ import annotations
 
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import dateutil.rrule
 import pytest
+import recurring_ical_events
 import requests
+from icalendar import Calendar
 
 from tests.stock_radicale import StockServer, stock_radicale
 
 TODAY = date.today()
+STAMP = "%Y%m%dT%H%M%SZ"
 PARIS = "TZID=Europe/Paris"
 
 
@@ -164,6 +169,117 @@ def test_is_not_defined_dtend_finds_the_events_sent_without_one(server, stock):
     body = query(not_defined("DTEND"))
     assert names(report(theirs, stock.calendar_url(), body)) == ["duration", "no-end"]
     assert names(report(ours, server.calendar_url("alice"), body)) == ["duration", "no-end"]
+
+
+# ---------------------------------------------------------------- expand
+
+def expand_query(start: str, end: str, inside_vevent: str = "") -> str:
+    return query(inside_vevent, props=(
+        f'<D:getetag/><C:calendar-data><C:expand start="{start}" end="{end}"/>'
+        "</C:calendar-data>"))
+
+
+def instances(answer: requests.Response) -> dict[str, set[tuple]]:
+    """href name → its expanded instances as (recurrence-id, start, end, summary) in UTC."""
+    assert answer.status_code == 207, answer.text
+    found = {}
+    for response in ET.fromstring(answer.content).iter("{DAV:}response"):
+        data = response.findtext(".//{urn:ietf:params:xml:ns:caldav}calendar-data")
+        if data is None:
+            continue
+        name = response.findtext("{DAV:}href").rsplit("/", 1)[1].removesuffix(".ics")
+        events = Calendar.from_ical(data).walk("VEVENT")
+        assert all("RRULE" not in e and "EXDATE" not in e for e in events), data
+        found[name] = {_instance(e) for e in events}
+    return found
+
+
+def _instance(event) -> tuple:
+    def at(name: str):
+        if name not in event:
+            return None
+        value = event[name].dt
+        return value.astimezone(UTC) if isinstance(value, datetime) else value
+
+    end = at("DTEND")
+    if end is None and "DURATION" in event:
+        end = at("DTSTART") + event["DURATION"].dt
+    return at("RECURRENCE-ID"), at("DTSTART"), end, str(event["SUMMARY"])
+
+
+def reference_instances(text: str, start: datetime, end: datetime) -> set[tuple]:
+    """recurring-ical-events' instances, as a client expanding the object itself sees them."""
+    found = recurring_ical_events.of(Calendar.from_ical(text)).between(start, end)
+    recurring = "RRULE" in text or "RDATE" in text
+    return {(_instance(e)[0] if recurring else None, *_instance(e)[1:]) for e in found}
+
+
+def test_expand_answers_every_object_series_with_overrides_included(server, stock):
+    """Stock Radicale and the store before agree; an override used to fail the whole
+    REPORT (400, "does not have a vevent without a recurrence_id")."""
+    texts = {name: OBJECTS[name] for name in ("single", "utc", "all-day-weekly", "monthly",
+                                               "past")}
+    texts["moved"] = calendar(
+        f"UID:moved\r\nDTSTART;{PARIS}:{local(-14)}\r\nDTEND;{PARIS}:{local(-14, 10)}\r\n"
+        "RRULE:FREQ=WEEKLY;COUNT=8\r\nSUMMARY:weekly\r\n",
+        f"UID:moved\r\nRECURRENCE-ID;{PARIS}:{local(7)}\r\nDTSTART;{PARIS}:{local(7, 15)}"
+        f"\r\nDTEND;{PARIS}:{local(7, 16)}\r\nSUMMARY:weekly later that day\r\n")
+    ours, theirs = server.session("alice"), stock.session("alice")
+    for name, text in texts.items():
+        put(ours, server.calendar_url("alice"), name, text)
+        put(theirs, stock.calendar_url(), name, text)
+    window = (utc(-20), utc(30))
+    tr = time_range(*window)
+    mine = instances(report(ours, server.calendar_url("alice"), expand_query(*window, tr)))
+    reference = instances(report(theirs, stock.calendar_url(), expand_query(*window, tr)))
+    assert mine == reference
+    assert len(mine["moved"]) == 7 and len(mine["all-day-weekly"]) == 4
+    # no time range: every object is expanded over the window; an override moved out of
+    # it is not there (stock Radicale shows it by its RECURRENCE-ID, at its new time)
+    put(ours, server.calendar_url("alice"), "weekly", OBJECTS["weekly"])
+    texts["weekly"] = OBJECTS["weekly"]
+    mine = instances(report(ours, server.calendar_url("alice"), expand_query(*window)))
+    start, end = (datetime.strptime(v, STAMP).replace(tzinfo=UTC) for v in window)
+    assert mine == {name: reference_instances(text, start, end)
+                    for name, text in texts.items() if reference_instances(text, start, end)}
+    assert len(mine["weekly"]) == 6  # the seventh moved 90 days ahead
+
+
+def test_expand_serves_what_stock_radicale_cannot(server, stock):
+    """A floating series (stock: 500 for the whole REPORT), RDATEs (stock: lost) and a
+    single event without a time range (stock: left out) all come expanded; a multiget too."""
+    texts = {
+        "floating-series": calendar(f"UID:floating-series\r\nDTSTART:{local(2)}\r\n"
+                                    f"DTEND:{local(2, 10)}\r\nRRULE:FREQ=DAILY;COUNT=3\r\n"
+                                    "SUMMARY:floating daily\r\n"),
+        "rdates": calendar(f"UID:rdates\r\nDTSTART;{PARIS}:{local(1)}\r\n"
+                           f"DTEND;{PARIS}:{local(1, 10)}\r\n"
+                           f"RDATE;{PARIS}:{local(5)},{local(6)}\r\nSUMMARY:rdates\r\n"),
+        "single": OBJECTS["single"],
+    }
+    ours, theirs = server.session("alice"), stock.session("alice")
+    for name, text in texts.items():
+        put(ours, server.calendar_url("alice"), name, text)
+        put(theirs, stock.calendar_url(), name, text)
+    window = (utc(-1), utc(10))
+    assert report(theirs, stock.calendar_url(), expand_query(*window)).status_code == 500
+    mine = instances(report(ours, server.calendar_url("alice"), expand_query(*window)))
+    start, end = (datetime.strptime(v, STAMP).replace(tzinfo=UTC) for v in window)
+    paris = {name: reference_instances(text, start, end) for name, text in texts.items()}
+    floating = {start for _, start, _, _ in mine.pop("floating-series")}
+    assert floating == {  # floating times read in alice's zone
+        datetime.combine(day(n), time(9), ZoneInfo("Europe/Paris")).astimezone(UTC)
+        for n in (2, 3, 4)}
+    assert mine == {k: v for k, v in paris.items() if k != "floating-series"}
+    assert len(mine["rdates"]) == 3
+    multiget = ('<?xml version="1.0"?><C:calendar-multiget xmlns:D="DAV:" '
+                'xmlns:C="urn:ietf:params:xml:ns:caldav"><D:prop><D:getetag/><C:calendar-data>'
+                f'<C:expand start="{window[0]}" end="{window[1]}"/></C:calendar-data></D:prop>'
+                "<D:href>/alice/rendez-vous/rdates.ics</D:href>"
+                "<D:href>/alice/rendez-vous/missing.ics</D:href></C:calendar-multiget>")
+    answer = report(ours, server.calendar_url("alice"), multiget)
+    assert instances(answer) == {"rdates": paris["rdates"]}
+    assert "missing.ics</href><status>HTTP/1.1 404" in answer.text.replace("\n", "")
 
 
 # ---------------------------------------------------------------- issue 12
