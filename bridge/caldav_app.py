@@ -14,6 +14,7 @@ import base64
 import binascii
 import gzip
 import io
+import xml.etree.ElementTree as ET
 import zlib
 from datetime import datetime, timedelta
 from http import client
@@ -24,6 +25,7 @@ from defusedxml import ElementTree as DefusedET
 from radicale import pathutils, types
 from radicale.app.base import Access
 
+from bridge import principal_search
 from bridge.expand_report import ExpandReports, TooManyInstances
 from bridge.fast_report import FastReports
 from bridge.http_sync import PREFIX as SYNC_PREFIX
@@ -232,7 +234,8 @@ class GestanApplication(radicale.Application):
 
     def do_REPORT(self, environ, base_prefix, path, user, user_groups, request_info):
         """A phone's sync and multiget from SQL rows (bridge.fast_report), expansions
-        that no object can fail (bridge.expand_report); the rest as Radicale does it."""
+        that no object can fail (bridge.expand_report), a principal search that finds the
+        user (bridge.principal_search); the rest as Radicale does it."""
         if not user:
             return super().do_REPORT(environ, base_prefix, path, user, user_groups,
                                      request_info)
@@ -250,8 +253,40 @@ class GestanApplication(radicale.Application):
                 return refusal(400, str(exc))
         if answer is not None:
             return (*answer, None)
+        if b"principal-" in raw:
+            found = self._principal_report(raw, environ, base_prefix, path, user, user_groups,
+                                           request_info)
+            if found is not None:
+                return found
         _put_back(environ, raw)
         return super().do_REPORT(environ, base_prefix, path, user, user_groups, request_info)
+
+    def _principal_report(self, raw: bytes, environ, base_prefix, path, user, user_groups,
+                          request_info) -> types.WSGIResponse | None:
+        """A principal search: the user's own principal as PROPFIND shows it, if it
+        matches (bridge.principal_search); None for another REPORT."""
+        try:
+            root = DefusedET.fromstring(raw)
+        except Exception:
+            return None
+        headers = {"Content-Type": f"text/xml; charset={self._encoding}"}
+        if root.tag == principal_search.PROPERTY_SET:
+            body = ET.tostring(principal_search.property_set(), encoding=self._encoding,
+                               xml_declaration=True)
+            return client.OK, headers, body, None
+        if root.tag != principal_search.SEARCH:
+            return None
+        account = self.store.user(user)
+        if (account is None or not principal_search.in_scope(root, path, user)
+                or not principal_search.matches(root, account)):
+            empty = ET.tostring(ET.Element("{DAV:}multistatus"), encoding=self._encoding,
+                                xml_declaration=True)
+            return client.MULTI_STATUS, headers, empty, None
+        query = principal_search.propfind_body(root)
+        propfind = dict(environ, REQUEST_METHOD="PROPFIND", HTTP_DEPTH="0")
+        _put_back(propfind, query)
+        return super().do_PROPFIND(propfind, base_prefix, f"/{user}/", user, user_groups,
+                                   request_info)
 
     def do_PROPPATCH(self, environ, base_prefix, path, user, user_groups, request_info):
         """Name, description and colour may change; the component set stays VEVENT (else a

@@ -28,7 +28,8 @@ from plugins import queries
 from plugins.common import CALENDAR_NAME, DEFAULT_DISPLAY_NAME, store_for
 
 # The calendar properties a user may change (PROPPATCH, web UI); the rest is fixed.
-EDITABLE_PROPS = ("D:displayname", "C:calendar-description", "ICAL:calendar-color")
+EDITABLE_PROPS = ("D:displayname", "C:calendar-description", "ICAL:calendar-color",
+                  "ICAL:calendar-order")
 
 
 def _http_date(value: datetime | None) -> str:
@@ -144,6 +145,13 @@ class Root(_Collection):
 class Principal(_Collection):
     def __init__(self, user: User) -> None:
         super().__init__(user.login)
+        self.user = user
+
+    def get_meta(self, key: str | None = None):
+        """The user's name as the principal's display name (clients show it, and a
+        principal-property-search matches on it)."""
+        meta = {"D:displayname": self.user.name or self.user.login}
+        return meta if key is None else meta.get(key)
 
 
 class RendezVousCalendar(storage.BaseCollection):

@@ -1,0 +1,136 @@
+"""The rest of what clients ask of a calendar server beside calendar-query: the Apple
+calendar order, a principal search, sync pages cut by DAV:limit, renaming an object."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from datetime import date, timedelta
+
+import caldav
+import requests
+
+from tests.conftest import PASSWORDS
+from tests.stock_radicale import stock_radicale
+
+DAY = date.today() + timedelta(days=4)
+ORDER = "{http://apple.com/ns/ical/}calendar-order"
+COLOR = "{http://apple.com/ns/ical/}calendar-color"
+
+
+def event(uid: str, hour: int = 9, summary: str = "rdv") -> str:
+    return ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//dav//EN\r\nBEGIN:VEVENT\r\n"
+            f"UID:{uid}\r\nDTSTAMP:20260101T000000Z\r\n"
+            f"DTSTART;TZID=Europe/Paris:{DAY:%Y%m%d}T{hour:02d}0000\r\n"
+            f"DTEND;TZID=Europe/Paris:{DAY:%Y%m%d}T{hour:02d}3000\r\n"
+            f"SUMMARY:{summary}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n")
+
+
+def put(session: requests.Session, url: str, text: str) -> requests.Response:
+    answer = session.put(url, data=text.encode(), headers={"Content-Type": "text/calendar"})
+    assert answer.status_code in (201, 204), answer.text
+    return answer
+
+
+def sync(session: requests.Session, url: str, token: str, limit: int | None
+         ) -> tuple[dict[str, str | None], str, bool]:
+    """One sync-collection: href name → etag (None: gone), the token, cut at the limit?"""
+    limit_xml = f"<D:limit><D:nresults>{limit}</D:nresults></D:limit>" if limit else ""
+    body = ('<?xml version="1.0"?><D:sync-collection xmlns:D="DAV:">'
+            f"<D:sync-token>{token}</D:sync-token><D:sync-level>1</D:sync-level>{limit_xml}"
+            "<D:prop><D:getetag/></D:prop></D:sync-collection>")
+    answer = session.request("REPORT", url, data=body)
+    assert answer.status_code == 207, answer.text
+    root = ET.fromstring(answer.content)
+    members, cut = {}, False
+    for response in root.iter("{DAV:}response"):
+        href = response.findtext("{DAV:}href")
+        status = response.findtext("{DAV:}status") or ""
+        if href.rstrip("/").endswith("rendez-vous"):
+            assert "507" in status
+            assert response.find("{DAV:}error/{DAV:}number-of-matches-within-limits") \
+                is not None
+            cut = True
+            continue
+        members[href.rsplit("/", 1)[1]] = response.findtext(".//{DAV:}getetag")
+    return members, root.findtext("{DAV:}sync-token"), cut
+
+
+# ---------------------------------------------------------------- calendar-order
+
+PROPPATCH = ('<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:" '
+             'xmlns:A="http://apple.com/ns/ical/"><D:set><D:prop>'
+             "<A:calendar-order>{order}</A:calendar-order>"
+             "<A:calendar-color>#FF2968FF</A:calendar-color></D:prop></D:set>"
+             "</D:propertyupdate>")
+PROPFIND = ('<?xml version="1.0"?><D:propfind xmlns:D="DAV:" '
+            'xmlns:A="http://apple.com/ns/ical/"><D:prop><A:calendar-order/>'
+            "<A:calendar-color/></D:prop></D:propfind>")
+
+
+def calendar_props(session: requests.Session, url: str) -> dict[str, str | None]:
+    answer = session.request("PROPFIND", url, data=PROPFIND, headers={"Depth": "0"})
+    assert answer.status_code == 207, answer.text
+    found = {}
+    for propstat in ET.fromstring(answer.content).iter("{DAV:}propstat"):
+        ok = "200" in propstat.findtext("{DAV:}status")
+        for prop in propstat.find("{DAV:}prop"):
+            found[prop.tag] = prop.text if ok else None
+    return found
+
+
+def test_calendar_order_is_kept_like_the_colour(server, tmp_path):
+    """Apple clients PROPPATCH calendar-order with the colour: Radicale said 200 and
+    dropped it. Stored as stock Radicale stores it, served back, in the collection etag."""
+    session, url = server.session("alice"), server.calendar_url("alice")
+    etag = session.request("PROPFIND", url, headers={"Depth": "0"}).text
+    answer = session.request("PROPPATCH", url, data=PROPPATCH.format(order=3))
+    assert answer.status_code == 207 and "200 OK" in answer.text
+    with stock_radicale(tmp_path / "stock") as stock:
+        theirs = stock.session()
+        theirs.request("PROPPATCH", stock.calendar_url(), data=PROPPATCH.format(order=3))
+        reference = calendar_props(theirs, stock.calendar_url())
+    assert reference == {ORDER: "3", COLOR: "#FF2968FF"}
+    assert calendar_props(server.session("alice"), url) == reference
+    assert server.store.user("alice").calendar_props["ICAL:calendar-order"] == "3"
+    assert session.request("PROPFIND", url, headers={"Depth": "0"}).text != etag
+    session.request("PROPPATCH", url, data=PROPPATCH.format(order=12))
+    assert calendar_props(session, url)[ORDER] == "12"
+
+
+# ---------------------------------------------------------------- principal search
+
+def client(server, login: str) -> caldav.DAVClient:
+    return caldav.DAVClient(url=server.url, username=login, password=PASSWORDS[login])
+
+
+def test_principal_property_search_finds_the_users_own_principal(server):
+    """Stock Radicale answers every principal search with nothing; a client looking the
+    user up (by name, by address, or all) finds their own principal, never another's."""
+    server.store.set_user("alice", email="alice.martin@example.com")
+    alice = client(server, "alice")
+    for name in ("Alice", "martin", None):
+        [found] = alice.search_principals(name)
+        assert found.url.path == "/alice/"
+        assert found.get_display_name() == "Alice Martin"
+        assert str(found.calendar_home_set.url).endswith("/alice/")
+    assert alice.search_principals("Bob") == []
+    assert client(server, "bob").search_principals("Alice") == []
+    assert [p.url.path for p in client(server, "bob").search_principals()] == ["/bob/"]
+
+    session = server.session("alice")
+    by_address = ('<?xml version="1.0"?><D:principal-property-search xmlns:D="DAV:" '
+                  'xmlns:C="urn:ietf:params:xml:ns:caldav" test="anyof"><D:property-search>'
+                  "<D:prop><C:calendar-user-address-set/></D:prop><D:match>{match}</D:match>"
+                  "</D:property-search><D:prop><D:displayname/></D:prop>"
+                  "</D:principal-property-search>")
+    answer = session.request("REPORT", server.url, data=by_address.format(
+        match="mailto:alice.martin@"), headers={"Depth": "0"})
+    assert answer.status_code == 207
+    assert [e.text for e in ET.fromstring(answer.content).iter("{DAV:}displayname")] == [
+        "Alice Martin"]
+    answer = session.request("REPORT", server.url, data=by_address.format(match="bob"))
+    assert list(ET.fromstring(answer.content)) == []
+    searchable = session.request("REPORT", server.url, data=(
+        '<?xml version="1.0"?><D:principal-search-property-set xmlns:D="DAV:"/>'))
+    assert searchable.status_code == 200
+    assert ET.fromstring(searchable.content).find(".//{DAV:}displayname") is not None
