@@ -9,7 +9,7 @@ from datetime import date, timedelta
 import caldav
 import requests
 
-from tests.conftest import PASSWORDS
+from tests.conftest import PASSWORDS, snapshot
 from tests.stock_radicale import stock_radicale
 
 DAY = date.today() + timedelta(days=4)
@@ -134,3 +134,43 @@ def test_principal_property_search_finds_the_users_own_principal(server):
         '<?xml version="1.0"?><D:principal-search-property-set xmlns:D="DAV:"/>'))
     assert searchable.status_code == 200
     assert ET.fromstring(searchable.content).find(".//{DAV:}displayname") is not None
+
+
+# ---------------------------------------------------------------- MOVE
+
+def test_move_renames_an_appointment_in_one_transaction(server):
+    """A client renaming an object (MOVE within the calendar) got 400: the upload under the
+    new name came first and found its UID still in use. Now: 201, the same appointment in
+    Gestan (its action id), the old name gone for phones that sync."""
+    session, url = server.session("alice"), server.calendar_url("alice")
+    put(session, f"{url}old.ics", event("moving", 10, "Dentiste"))
+    [action] = server.store.agenda("alice")
+    _, token, _ = sync(session, url, "", None)
+    body = session.get(f"{url}old.ics").text
+
+    answer = session.request("MOVE", f"{url}old.ics", headers={"Destination": f"{url}new.ics"})
+    assert answer.status_code == 201, answer.text
+    assert session.get(f"{url}old.ics").status_code == 404
+    assert session.get(f"{url}new.ics").text == body
+    [after] = server.store.agenda("alice")
+    assert after.id == action.id and after.event.subject == "Dentiste"
+    changes, _, _ = sync(session, url, token, None)
+    assert changes["old.ics"] is None and changes["new.ics"] is not None
+
+    # back to a name that has a tombstone, then refusals that change nothing
+    answer = session.request("MOVE", f"{url}new.ics", headers={"Destination": f"{url}old.ics"})
+    assert answer.status_code == 201
+    put(session, f"{url}other.ics", event("other", 14))
+    before = snapshot(server.store)
+    refused = session.request("MOVE", f"{url}old.ics",
+                              headers={"Destination": f"{url}other.ics"})
+    assert refused.status_code == 412  # Overwrite: F by default (Radicale's answer)
+    refused = session.request("MOVE", f"{url}old.ics", headers={
+        "Destination": f"{url}other.ics", "Overwrite": "T"})
+    assert refused.status_code == 409 and "no-uid-conflict" in refused.text
+    refused = session.request("MOVE", f"{url}old.ics",
+                              headers={"Destination": f"{server.url}bob/rendez-vous/x.ics"})
+    assert refused.status_code == 403
+    assert snapshot(server.store) == before
+    assert sorted(a.event.subject for a in server.store.agenda("alice")) == ["Dentiste",
+                                                                             "rdv"]

@@ -213,6 +213,30 @@ class Store:
             revision = users.next_revision(conn, user.id)
             return objects.put(conn, user, href, parsed, revision)
 
+    def move_object(self, login: str, href: str, to_login: str, to_href: str
+                    ) -> StoredObject:
+        """Move an appointment to another name (or another user's calendar) in one
+        transaction: a client's MOVE never leaves it in both places, or in neither."""
+        user = self.require_user(login)
+        if to_login == login:
+            with self.writing() as conn:
+                revision = users.next_revision(conn, user.id)
+                return queries.rename(conn, user, href, to_href, revision, now_utc())
+        target = self.require_user(to_login)
+        with self.writing() as conn:
+            stored = objects.get(conn, user.id, href)
+            if stored is None or stored.ics is None:
+                raise ValueError(f"no appointment at {href}")
+            parsed = parse_object(stored.ics, target.timezone)
+            # revisions taken in user id order: two moves in opposite directions never
+            # wait for each other's row lock
+            first, second = sorted((user, target), key=lambda u: u.id)
+            revisions = {first.id: users.next_revision(conn, first.id),
+                         second.id: users.next_revision(conn, second.id)}
+            moved = objects.put(conn, target, to_href, parsed, revisions[target.id])
+            objects.delete(conn, user, href, revisions[user.id])
+            return moved
+
     def delete_object(self, login: str, href: str) -> bool:
         user = self.require_user(login)
         with self.writing() as conn:

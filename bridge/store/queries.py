@@ -1,5 +1,5 @@
 """The CalDAV query side of the store: time-range candidates with the occurrences the store
-materialised at write time.
+materialised at write time, and moving an object to another href.
 
 A time-range query never expands a series over the span its occurrences were materialised
 for (``Candidate.covered``): they are rows of ``actions``, read through the index.
@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bridge.ical.model import EventData
+from bridge.store import objects
 from bridge.store.objects import _LISTING
-from bridge.store.records import Action, StoredObject
+from bridge.store.records import Action, StoredObject, User
 from bridge.store.schema import actions, calendar_objects
 
 # Radicale reads DATE and floating values as UTC where the store reads them in the user's
@@ -98,3 +99,34 @@ def _clear(row, start: datetime | None, end: datetime | None) -> bool:
     inside = ((end is None or first < shifted(end, -SLACK))
               and (start is None or last > shifted(start, SLACK)))
     return outside or inside
+
+
+# ---------------------------------------------------------------- moves
+
+def rename(conn: Connection, user: User, href: str, to_href: str, revision: int,
+           now: datetime) -> StoredObject:
+    """Give the object at ``href`` the name ``to_href``: the same row (Gestan's actions and
+    the sync links stay), and a tombstone at the old name so that phones see it go."""
+    row = conn.execute(select(calendar_objects.c.id, calendar_objects.c.uid).where(
+        calendar_objects.c.user_id == user.id, calendar_objects.c.href == href,
+        ~calendar_objects.c.deleted)).first()
+    if row is None:
+        raise ValueError(f"no appointment at {href}")
+    taken = conn.execute(select(calendar_objects.c.id, calendar_objects.c.deleted).where(
+        calendar_objects.c.user_id == user.id, calendar_objects.c.href == to_href)).first()
+    if taken is not None:
+        if not taken.deleted:
+            raise ValueError(f"{to_href} already holds another appointment")
+        # the name is live again: its old tombstone has nothing left to tell
+        conn.execute(update(actions).where(actions.c.object_id == taken.id)
+                     .values(object_id=None))
+        conn.execute(delete(calendar_objects).where(calendar_objects.c.id == taken.id))
+    conn.execute(update(calendar_objects).where(calendar_objects.c.id == row.id).values(
+        href=to_href, revision=revision, updated_at=now))
+    conn.execute(insert(calendar_objects).values(
+        user_id=user.id, href=href, uid=row.uid, ics=None, etag=None, is_series=False,
+        revision=revision, deleted=True, updated_at=now))
+    moved = objects.get(conn, user.id, to_href)
+    assert moved is not None
+    return moved
+
