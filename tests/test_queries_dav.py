@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 
 import caldav
+import pytest
 import requests
 
 from tests.conftest import PASSWORDS, snapshot
@@ -174,3 +175,60 @@ def test_move_renames_an_appointment_in_one_transaction(server):
     assert snapshot(server.store) == before
     assert sorted(a.event.subject for a in server.store.agenda("alice")) == ["Dentiste",
                                                                              "rdv"]
+
+
+# ---------------------------------------------------------------- DAV:limit
+
+def pages(session: requests.Session, url: str, token: str, limit: int
+          ) -> tuple[dict[str, str | None], str, int]:
+    """Follow the checkpoints until the answer is complete."""
+    seen: dict[str, str | None] = {}
+    count = 0
+    while True:
+        members, token, cut = sync(session, url, token, limit)
+        count += 1
+        assert len(members) <= limit
+        seen.update(members)
+        if not cut:
+            return seen, token, count
+        assert count < 50
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_sync_collection_limit_pages_through_every_change(server, limit):
+    """RFC 6578 section 3.7: at most DAV:limit members, a 507 for the collection and a
+    token to continue; following the tokens yields what one unlimited sync yields, first
+    sync and later ones alike, even when a page ends inside one revision (a rename writes
+    the new name and the old one's tombstone together)."""
+    session, url = server.session("alice"), server.calendar_url("alice")
+    for n in range(7):
+        put(session, f"{url}e{n}.ics", event(f"e{n}", 8 + n))
+    full, token, _ = sync(session, url, "", None)
+    paged, paged_token, count = pages(session, url, "", limit)
+    assert paged == full and len(full) == 7 and count >= 7 // limit
+    assert paged_token == token
+
+    put(session, f"{url}e1.ics", event("e1", 8, "changed"))
+    assert session.delete(f"{url}e2.ics").status_code in (200, 204)
+    for n in (7, 8):
+        put(session, f"{url}e{n}.ics", event(f"e{n}", 8 + n))
+    moved = session.request("MOVE", f"{url}e3.ics", headers={"Destination": f"{url}r3.ics"})
+    assert moved.status_code == 201, moved.text
+    changes, _, _ = sync(session, url, token, None)
+    paged, _, count = pages(session, url, token, limit)
+    assert paged == changes and count > 1
+    assert changes["e2.ics"] is None and changes["e3.ics"] is None
+    assert set(changes) == {"e1.ics", "e2.ics", "e3.ics", "e7.ics", "e8.ics", "r3.ics"}
+
+
+def test_a_checkpoint_token_that_was_not_issued_is_refused(server):
+    session, url = server.session("alice"), server.calendar_url("alice")
+    put(session, f"{url}e0.ics", event("e0"))
+    _, token, _ = sync(session, url, "", None)
+    for forged in (f"{token}.x", f"{token}.-1", token.replace("/sync/", "/sync/9999")):
+        body = ('<?xml version="1.0"?><D:sync-collection xmlns:D="DAV:"><D:sync-token>'
+                f"{forged}</D:sync-token><D:sync-level>1</D:sync-level>"
+                "<D:limit><D:nresults>2</D:nresults></D:limit>"
+                "<D:prop><D:getetag/></D:prop></D:sync-collection>")
+        answer = session.request("REPORT", url, data=body)
+        assert answer.status_code == 403 and "valid-sync-token" in answer.text, forged

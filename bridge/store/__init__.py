@@ -158,23 +158,30 @@ class Store:
         with self.reading() as conn:
             return objects.has_uid(conn, user_id, uid)
 
-    def sync_token(self, revision: int) -> str:
-        return f"{SYNC_TOKEN_PREFIX}{revision}"
+    def sync_token(self, revision: int, last_id: int | None = None) -> str:
+        """The token of a complete answer at ``revision``; with ``last_id``, a checkpoint
+        inside it (a page cut by ``DAV:limit``: the rest of ``revision`` after that object
+        is still to come)."""
+        tail = "" if last_id is None else f".{last_id}"
+        return f"{SYNC_TOKEN_PREFIX}{revision}{tail}"
 
     def changes_since(self, user_id: int, token: str) -> tuple[str, list[StoredObject]]:
         """(current token, objects changed since ``token``, tombstones included, with their
         text: a sync report serves them without reading again); ``ValueError`` for a token
         we did not issue, as Radicale expects (it answers 403 valid-sync-token)."""
         with self.reading() as conn:
-            return self._changes_since(conn, users.get_by_id(conn, user_id), token)
+            token, changed, _ = self._changes_since(conn, users.get_by_id(conn, user_id), token)
+            return token, changed
 
-    def login_changes_since(self, login: str, token: str
-                            ) -> tuple[str, list[StoredObject]] | None:
+    def login_changes_since(self, login: str, token: str, limit: int | None = None
+                            ) -> tuple[str, list[StoredObject], bool] | None:
         """:meth:`changes_since` by login in one transaction (None: no such user): a
-        phone's sync costs one round trip to the database server."""
+        phone's sync costs one round trip to the database server. With ``limit``
+        (RFC 6578 ``DAV:limit``) at most that many objects, and whether the answer was cut
+        there (the token is then a checkpoint to continue from)."""
         with self.reading() as conn:
             user = users.get(conn, login)
-            return None if user is None else self._changes_since(conn, user, token)
+            return None if user is None else self._changes_since(conn, user, token, limit)
 
     def login_calendar_objects(self, login: str, hrefs) -> list[StoredObject] | None:
         """:meth:`calendar_objects` by login in one transaction (None: no such user)."""
@@ -182,20 +189,32 @@ class Store:
             user = users.get(conn, login)
             return None if user is None else objects.get_many(conn, user.id, hrefs)
 
-    def _changes_since(self, conn: Connection, user: User, token: str
-                       ) -> tuple[str, list[StoredObject]]:
+    def _changes_since(self, conn: Connection, user: User, token: str,
+                       limit: int | None = None) -> tuple[str, list[StoredObject], bool]:
         current = user.revision
-        if not token:
-            return self.sync_token(current), objects.listing(conn, user.id, with_ics=True)
+        if not token and limit is None:
+            return (self.sync_token(current),
+                    objects.listing(conn, user.id, with_ics=True), False)
+        after = self._checkpoint(token, current) if token else (0, 0)
+        found = queries.sync_page(conn, user.id, after, limit, live_only=not token)
+        if limit is None or len(found) <= limit:
+            return self.sync_token(current), found, False
+        page = found[:limit]
+        return self.sync_token(page[-1].revision, page[-1].id), page, True
+
+    @staticmethod
+    def _checkpoint(token: str, current: int) -> tuple[int, int]:
+        """(revision, last object id) of a token we issued: everything up to it was sent."""
         if not token.startswith(SYNC_TOKEN_PREFIX):
             raise ValueError(f"unknown sync token {token!r}")
+        revision, _, last_id = token[len(SYNC_TOKEN_PREFIX):].partition(".")
         try:
-            since = int(token[len(SYNC_TOKEN_PREFIX):])
+            after = int(revision), int(last_id) if last_id else 2 ** 62
         except ValueError:
             raise ValueError(f"unknown sync token {token!r}") from None
-        if since < 0 or since > current:
+        if min(after) < 0 or after[0] > current:
             raise ValueError(f"sync token {token!r} is from the future")
-        return self.sync_token(current), objects.changed_since(conn, user.id, since)
+        return after
 
     def range_candidates(self, user_id: int, start: datetime | None, end: datetime | None
                          ) -> list[Candidate]:

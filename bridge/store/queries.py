@@ -1,5 +1,5 @@
 """The CalDAV query side of the store: time-range candidates with the occurrences the store
-materialised at write time, and moving an object to another href.
+materialised at write time, sync pages, and moving an object to another href.
 
 A time-range query never expands a series over the span its occurrences were materialised
 for (``Candidate.covered``): they are rows of ``actions``, read through the index.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bridge.ical.model import EventData
@@ -99,6 +99,26 @@ def _clear(row, start: datetime | None, end: datetime | None) -> bool:
     inside = ((end is None or first < shifted(end, -SLACK))
               and (start is None or last > shifted(start, SLACK)))
     return outside or inside
+
+
+# ---------------------------------------------------------------- sync pages
+
+def sync_page(conn: Connection, user_id: int, after: tuple[int, int], limit: int | None,
+              live_only: bool) -> list[StoredObject]:
+    """Objects changed after the checkpoint ``(revision, id)``, in (revision, id) order,
+    with their text; ``limit + 1`` at most, so the caller knows whether there are more.
+    ``live_only``: no tombstones (a first sync lists what exists)."""
+    revision, last_id = after
+    query = select(*_LISTING, calendar_objects.c.ics).where(
+        calendar_objects.c.user_id == user_id,
+        or_(calendar_objects.c.revision > revision,
+            and_(calendar_objects.c.revision == revision, calendar_objects.c.id > last_id)))
+    if live_only:
+        query = query.where(~calendar_objects.c.deleted)
+    query = query.order_by(calendar_objects.c.revision, calendar_objects.c.id)
+    if limit is not None:
+        query = query.limit(limit + 1)
+    return [StoredObject.from_row(r) for r in conn.execute(query)]
 
 
 # ---------------------------------------------------------------- moves
