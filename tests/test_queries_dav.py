@@ -225,7 +225,8 @@ def test_a_checkpoint_token_that_was_not_issued_is_refused(server):
     session, url = server.session("alice"), server.calendar_url("alice")
     put(session, f"{url}e0.ics", event("e0"))
     _, token, _ = sync(session, url, "", None)
-    for forged in (f"{token}.x", f"{token}.-1", token.replace("/sync/", "/sync/9999")):
+    for forged in (f"{token}.x", f"{token}.-1", f"{token}.99999999999", f"{token}.",
+                   token.replace("/sync/", "/sync/9999")):
         body = ('<?xml version="1.0"?><D:sync-collection xmlns:D="DAV:"><D:sync-token>'
                 f"{forged}</D:sync-token><D:sync-level>1</D:sync-level>"
                 "<D:limit><D:nresults>2</D:nresults></D:limit>"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,6 +41,8 @@ __all__ = ["Action", "ActionType", "Candidate", "EventData", "ImportReport", "In
 logger = logging.getLogger("gestan_bridge")
 
 SYNC_TOKEN_PREFIX = "http://gestan-bridge.invalid/ns/sync/"
+# a revision, and after a page cut by DAV:limit the last object id it sent of that revision
+_TOKEN = re.compile(re.escape(SYNC_TOKEN_PREFIX) + r"([0-9]{1,18})(?:\.([0-9]{1,12}))?")
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,7 @@ class Store:
         if not token and limit is None:
             return (self.sync_token(current),
                     objects.listing(conn, user.id, with_ics=True), False)
-        after = self._checkpoint(token, current) if token else (0, 0)
+        after = self._checkpoint(token, current) if token else (0, None)
         found = queries.sync_page(conn, user.id, after, limit, live_only=not token)
         if limit is None or len(found) <= limit:
             return self.sync_token(current), found, False
@@ -203,18 +206,15 @@ class Store:
         return self.sync_token(page[-1].revision, page[-1].id), page, True
 
     @staticmethod
-    def _checkpoint(token: str, current: int) -> tuple[int, int]:
-        """(revision, last object id) of a token we issued: everything up to it was sent."""
-        if not token.startswith(SYNC_TOKEN_PREFIX):
+    def _checkpoint(token: str, current: int) -> tuple[int, int | None]:
+        """(revision, last object id sent of that revision: None, all of it) of a token we
+        issued: everything up to there was sent."""
+        found = _TOKEN.fullmatch(token)
+        if found is None or int(found[2] or 0) >= 2 ** 31:
             raise ValueError(f"unknown sync token {token!r}")
-        revision, _, last_id = token[len(SYNC_TOKEN_PREFIX):].partition(".")
-        try:
-            after = int(revision), int(last_id) if last_id else 2 ** 62
-        except ValueError:
-            raise ValueError(f"unknown sync token {token!r}") from None
-        if min(after) < 0 or after[0] > current:
+        if int(found[1]) > current:
             raise ValueError(f"sync token {token!r} is from the future")
-        return after
+        return int(found[1]), int(found[2]) if found[2] else None
 
     def range_candidates(self, user_id: int, start: datetime | None, end: datetime | None
                          ) -> list[Candidate]:

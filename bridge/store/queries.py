@@ -103,16 +103,19 @@ def _clear(row, start: datetime | None, end: datetime | None) -> bool:
 
 # ---------------------------------------------------------------- sync pages
 
-def sync_page(conn: Connection, user_id: int, after: tuple[int, int], limit: int | None,
-              live_only: bool) -> list[StoredObject]:
-    """Objects changed after the checkpoint ``(revision, id)``, in (revision, id) order,
-    with their text; ``limit + 1`` at most, so the caller knows whether there are more.
-    ``live_only``: no tombstones (a first sync lists what exists)."""
+def sync_page(conn: Connection, user_id: int, after: tuple[int, int | None],
+              limit: int | None, live_only: bool) -> list[StoredObject]:
+    """Objects changed after the checkpoint ``(revision, id)`` (id None: after the whole
+    revision), in (revision, id) order, with their text; ``limit + 1`` at most, so the
+    caller knows whether there are more. ``live_only``: no tombstones (a first sync lists
+    what exists)."""
     revision, last_id = after
+    later = calendar_objects.c.revision > revision
+    if last_id is not None:
+        later = or_(later, and_(calendar_objects.c.revision == revision,
+                                calendar_objects.c.id > last_id))
     query = select(*_LISTING, calendar_objects.c.ics).where(
-        calendar_objects.c.user_id == user_id,
-        or_(calendar_objects.c.revision > revision,
-            and_(calendar_objects.c.revision == revision, calendar_objects.c.id > last_id)))
+        calendar_objects.c.user_id == user_id, later)
     if live_only:
         query = query.where(~calendar_objects.c.deleted)
     query = query.order_by(calendar_objects.c.revision, calendar_objects.c.id)
