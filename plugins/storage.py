@@ -269,6 +269,12 @@ class RendezVousCalendar(storage.BaseCollection):
         self.store.delete_object(self.user.login, href)
 
 
+def _owner(path: str) -> str:
+    """The user whose calendar ``path`` is in ("" for the root)."""
+    parts = [p for p in pathutils.strip_path(path).split("/") if p]
+    return parts[0] if parts else ""
+
+
 class _RWLock:
     """Many readers or one writer: Radicale checks preconditions, then writes."""
 
@@ -303,7 +309,8 @@ class Storage(storage.BaseStorage):
     def __init__(self, configuration: config.Configuration) -> None:
         super().__init__(configuration)
         self.store = store_for(configuration)
-        self._lock = _RWLock()
+        self._locks: dict[str, _RWLock] = {}
+        self._locks_guard = threading.Lock()
 
     def discover(self, path: str, depth: str = "0", child_context_manager=None,
                  user_groups: set = frozenset()) -> Iterator[types.CollectionOrItem]:
@@ -356,8 +363,18 @@ class Storage(storage.BaseStorage):
         raise ValueError("gestan-bridge serves one calendar per user: /<login>/rendez-vous/")
 
     @types.contextmanager
-    def acquire_lock(self, mode: str, user: str = "", *args, **kwargs) -> Iterator[None]:
-        with self._lock.acquire(mode):
+    def acquire_lock(self, mode: str, user: str = "", *args, path: str | None = None,
+                     to_path: str | None = None, **kwargs) -> Iterator[None]:
+        """One lock per calendar owner: a request waits only for writes to the calendars it
+        touches, never for another user's (a slow write of one user held every other
+        user's reads and writes behind one lock). Writes name their paths (a MOVE two);
+        a read takes its user's lock."""
+        owners = sorted({_owner(p) for p in (path, to_path) if p is not None} or {user or ""})
+        with contextlib.ExitStack() as stack:
+            for owner in owners:
+                with self._locks_guard:
+                    lock = self._locks.setdefault(owner, _RWLock())
+                stack.enter_context(lock.acquire(mode))
             yield
 
     def verify(self) -> bool:

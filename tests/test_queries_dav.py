@@ -3,6 +3,7 @@ calendar order, a principal search, sync pages cut by DAV:limit, renaming an obj
 
 from __future__ import annotations
 
+import threading
 import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 
@@ -10,7 +11,8 @@ import caldav
 import pytest
 import requests
 
-from tests.conftest import PASSWORDS, snapshot
+from bridge.server import Server, load_configuration
+from tests.conftest import PASSWORDS, REPO, snapshot
 from tests.stock_radicale import stock_radicale
 
 DAY = date.today() + timedelta(days=4)
@@ -233,3 +235,39 @@ def test_a_checkpoint_token_that_was_not_issued_is_refused(server):
                 "<D:prop><D:getetag/></D:prop></D:sync-collection>")
         answer = session.request("REPORT", url, data=body)
         assert answer.status_code == 403 and "valid-sync-token" in answer.text, forged
+
+
+# ---------------------------------------------------------------- locks
+
+def test_a_write_to_one_calendar_never_holds_another_users_requests(store):
+    """Radicale holds its storage lock while it checks preconditions and writes; one lock
+    for the server made every user wait for any user's slow write (issue 12). Each
+    calendar now has its own: bob is served while alice's calendar is being written, and
+    alice's own requests still wait for the write."""
+    configuration = load_configuration(
+        REPO / "radicale.conf", store.url, "127.0.0.1", 0,
+        overrides={"auth": {"delay": "0.01"}, "logging": {"level": "warning"}})
+    running = Server(configuration, ("127.0.0.1", 0)).start()
+    storage = running.application._storage
+    bob, alice = requests.Session(), requests.Session()
+    bob.auth, alice.auth = ("bob", PASSWORDS["bob"]), ("alice", PASSWORDS["alice"])
+    calendar = f"{running.url}%s/rendez-vous/"
+    waited: list[int] = []
+    try:
+        put(alice, calendar % "alice" + "a.ics", event("a"))
+        with storage.acquire_lock("w", "alice", path="/alice/rendez-vous/b.ics"):
+            blocked = threading.Thread(target=lambda: waited.append(
+                alice.get(calendar % "alice" + "a.ics", timeout=30).status_code))
+            blocked.start()
+            created = bob.put(calendar % "bob" + "b.ics", data=event("b").encode(),
+                              timeout=5)  # waiting for alice's lock fails the test
+            assert created.status_code == 201
+            answer = bob.request("PROPFIND", calendar % "bob", headers={"Depth": "1"},
+                                 timeout=5)
+            assert answer.status_code == 207 and "b.ics" in answer.text
+            blocked.join(0.5)
+            assert waited == []
+        blocked.join(10)
+        assert waited == [200]
+    finally:
+        running.stop()
