@@ -249,7 +249,7 @@ class GestanApplication(radicale.Application):
         if answer is None and self.expand_reports is not None:
             try:
                 answer = self.expand_reports.answer(raw, base_prefix, path, user, user_groups)
-            except TooManyInstances as exc:
+            except (TooManyInstances, ValueError) as exc:  # ValueError: a malformed filter
                 return refusal(400, str(exc))
         if answer is not None:
             return (*answer, None)

@@ -86,12 +86,16 @@ class ExpandReports:
             return None
         multistatus = ET.Element(_C("D:multistatus"))
         if root.tag == QUERY:
-            plan = queries.plan(root.findall(_C("C:filter")))
-            if plan is None:
-                return None
-            wanted = _within(plan.time_range, window)
-            items = [] if wanted is None else list(collection.query(
-                queries.Plan(wanted, plan.rest)))
+            filters = root.findall(_C("C:filter"))
+            plan = queries.plan(filters)
+            if plan is None:  # a shape Radicale matches: whole objects, then the window
+                wanted = window
+                items = [item for item, matched in collection.get_filtered(filters)
+                         if matched or collection.matches(item, filters)]
+            else:
+                wanted = _within(plan.time_range, window)
+                items = [] if wanted is None else list(collection.query(
+                    queries.Plan(wanted, plan.rest)))
         else:
             wanted = window
             items = self._multiget(root, base_prefix, collection, multistatus)

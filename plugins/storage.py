@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import json
+import logging
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping
@@ -26,6 +27,8 @@ from bridge.ical.render import etag_of
 from bridge.store import StoredObject, User
 from plugins import queries
 from plugins.common import CALENDAR_NAME, DEFAULT_DISPLAY_NAME, store_for
+
+logger = logging.getLogger("gestan_bridge")
 
 # The calendar properties a user may change (PROPPATCH, web UI); the rest is fixed.
 EDITABLE_PROPS = ("D:displayname", "C:calendar-description", "ICAL:calendar-color",
@@ -235,12 +238,33 @@ class RendezVousCalendar(storage.BaseCollection):
             found = self.store.calendar_listing(self.user.id, with_ics=True)
         else:
             candidates = self.store.range_candidates(self.user.id, wanted.start, wanted.end)
-            found = [c.stored for c in candidates
-                     if queries.in_range(c, wanted, self.user.timezone)]
+            found = [c.stored for c in candidates if self._in_range(c, wanted)]
         for stored in found:
             item = self._item(stored)
-            if all(test_filter("VCALENDAR", item, f) for f in plan.rest):
+            if self.matches(item, plan.rest):
                 yield item
+
+    def _in_range(self, candidate, wanted: queries.TimeRange) -> bool:
+        """An object whose instances cannot be read is kept (shown rather than lost), and
+        never fails the query for the others."""
+        try:
+            return queries.in_range(candidate, wanted, self.user.timezone)
+        except Exception:
+            logger.warning("time range of %s/%s not read: kept", self.path,
+                           candidate.stored.href, exc_info=True)
+            return True
+
+    def matches(self, item: StoredItem, filters) -> bool:
+        """Radicale's matcher; a malformed filter is the request's fault (``ValueError``,
+        a 400), an object it cannot read only fails to match."""
+        try:
+            return all(test_filter("VCALENDAR", item, f) for f in filters)
+        except ValueError:
+            raise
+        except Exception:
+            logger.warning("%s/%s not read by a calendar-query filter", self.path, item.href,
+                           exc_info=True)
+            return False
 
     def _prefiltered(self, filters: list[ET.Element]
                      ) -> Iterator[tuple[radicale_item.Item, bool]]:

@@ -282,6 +282,29 @@ def test_expand_serves_what_stock_radicale_cannot(server, stock):
     assert "missing.ics</href><status>HTTP/1.1 404" in answer.text.replace("\n", "")
 
 
+def test_expand_with_a_filter_radicale_matches_itself(server, stock):
+    """A shape the index does not plan for (an alarm's time range) is matched by
+    Radicale's own matcher, the instances still expanded here (stock Radicale takes the
+    alarm's range for the event's and answers nothing); a malformed filter is the request's
+    fault: 400, as on stock Radicale."""
+    alarm = "BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT30M\r\nDESCRIPTION:r\r\nEND:VALARM\r\n"
+    text = calendar(f"UID:floating-alarm\r\nDTSTART:{local(2)}\r\nDTEND:{local(2, 10)}\r\n"
+                    f"RRULE:FREQ=DAILY;COUNT=3\r\nSUMMARY:floating with alarm\r\n{alarm}")
+    ours, theirs = server.session("alice"), stock.session("alice")
+    for session, url in ((ours, server.calendar_url("alice")), (theirs, stock.calendar_url())):
+        put(session, url, "floating-alarm", text)
+        put(session, url, "single", OBJECTS["single"])
+    window = (utc(-1), utc(10))
+    body = expand_query(*window, '<C:comp-filter name="VALARM">'
+                        f'{time_range(utc(1), utc(8))}</C:comp-filter>')
+    mine = instances(report(ours, server.calendar_url("alice"), body))
+    assert list(mine) == ["floating-alarm"] and len(mine["floating-alarm"]) == 3
+    bad = expand_query(*window, "<C:bogus/>")
+    assert report(theirs, stock.calendar_url(), bad).status_code == 400
+    refused = report(ours, server.calendar_url("alice"), bad)
+    assert refused.status_code == 400 and "bogus" in refused.text
+
+
 # ---------------------------------------------------------------- issue 12
 
 def test_time_range_queries_read_the_materialised_occurrences_never_the_rule(
