@@ -5,8 +5,8 @@ A phone's sync is a ``sync-collection`` (what changed since my token?) then a
 answers them generically: for every item it re-sanitises paths several times, checks rights
 and builds the XML through its item objects, which made up most of a full sync's time.
 For exactly these requests on a user's Rendez-vous calendar we build the same multistatus
-from the stored rows; any other shape (filters, expand, other properties, a limit, a token
-we did not issue) is left to Radicale unchanged.
+from the stored rows; any other shape (filters, expand, other properties, a token we did not
+issue) is left to Radicale unchanged.
 
 A sync may carry ``DAV:limit`` (RFC 6578 section 3.7: a phone with a small page on a large
 calendar): at most that many members, then a 507 response for the collection and a token
@@ -73,7 +73,7 @@ def _limit(root: ET.Element) -> int | None:
     if element is None:
         return None
     text = (element.findtext(NRESULTS) or "").strip()
-    return int(text) if text.isdigit() and 0 < int(text) < 2 ** 31 else 0
+    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) < 2 ** 31 else 0
 
 
 def _truncated(href: str) -> ET.Element:
