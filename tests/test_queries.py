@@ -140,22 +140,32 @@ QUERIES = {
 }
 
 
-def test_queries_answer_as_stock_radicale(server, stock):
+@pytest.fixture(scope="module")
+def stock_answers(tmp_path_factory) -> dict[str, list[str]]:
+    """Stock Radicale's answer to every query of QUERIES over OBJECTS (once: it does not
+    depend on the database gestan-bridge runs on)."""
+    with stock_radicale(tmp_path_factory.mktemp("stock")) as running:
+        session = running.session("alice")
+        for name, text in OBJECTS.items():
+            put(session, running.calendar_url(), name, text)
+        return {label: names(report(session, running.calendar_url(), body))
+                for label, body in QUERIES.items()}
+
+
+def test_queries_answer_as_stock_radicale(server, stock_answers):
     """Time ranges closed or open at either end, events with DURATION or without DTEND,
     all-day and floating ones, series with overrides, EXDATEs, no end or long over; and
     is-not-defined / text filters alone or beside a time range."""
-    ours, theirs = server.session("alice"), stock.session("alice")
+    ours = server.session("alice")
     for name, text in OBJECTS.items():
         put(ours, server.calendar_url("alice"), name, text)
-        put(theirs, stock.calendar_url(), name, text)
     differ = {}
     for label, body in QUERIES.items():
         mine = names(report(ours, server.calendar_url("alice"), body))
-        reference = names(report(theirs, stock.calendar_url(), body))
-        if mine != reference:
-            differ[label] = {"ours": mine, "stock": reference}
+        if mine != stock_answers[label]:
+            differ[label] = {"ours": mine, "stock": stock_answers[label]}
     assert differ == {}
-    assert len(QUERIES) > 100
+    assert len(QUERIES) > 100 and sum(map(len, stock_answers.values())) > 500
 
 
 @pytest.mark.xfail(strict=True, reason="the store renders DTEND for every event (a DURATION "
@@ -309,14 +319,14 @@ def test_expand_with_a_filter_radicale_matches_itself(server, stock):
 
 def test_time_range_queries_read_the_materialised_occurrences_never_the_rule(
         server, stock, monkeypatch):
-    """A costly series (daily since 1950, no end) and a never-ending weekly one: a
+    """A costly series (daily since 1990, no end) and a never-ending weekly one: a
     time-range query inside the year the store materialised reads their occurrences
     from the index. dateutil's rule iteration is counted (every expansion goes through
     it: vobject's for Radicale, recurring-ical-events and ours); the answers stay stock
     Radicale's."""
-    costly = calendar("UID:costly\r\nDTSTART;TZID=Europe/Paris:19500102T070000\r\n"
-                      "DTEND;TZID=Europe/Paris:19500102T071500\r\nRRULE:FREQ=DAILY\r\n"
-                      "SUMMARY:every day since 1950\r\n")
+    costly = calendar("UID:costly\r\nDTSTART;TZID=Europe/Paris:19900102T070000\r\n"
+                      "DTEND;TZID=Europe/Paris:19900102T071500\r\nRRULE:FREQ=DAILY\r\n"
+                      "SUMMARY:every day since 1990\r\n")
     weekly = calendar(f"UID:weekly-on\r\nDTSTART;{PARIS}:{local(2, 18)}\r\n"
                       f"DTEND;{PARIS}:{local(2, 19)}\r\nRRULE:FREQ=WEEKLY;INTERVAL=4\r\n"
                       "SUMMARY:every four weeks\r\nLOCATION:Lyon\r\n")
