@@ -14,6 +14,7 @@ import base64
 import binascii
 import gzip
 import io
+import xml.etree.ElementTree as ET
 import zlib
 from datetime import datetime, timedelta
 from http import client
@@ -24,7 +25,9 @@ from defusedxml import ElementTree as DefusedET
 from radicale import pathutils, types
 from radicale.app.base import Access
 
+from bridge import principal_search
 from bridge import radicale_compat as compat
+from bridge.expand_report import ExpandReports, TooManyInstances
 from bridge.fast_report import FastReports
 from bridge.http_sync import PREFIX as SYNC_PREFIX
 from bridge.http_sync import SyncTrigger
@@ -133,6 +136,9 @@ class GestanApplication(radicale.Application):
         self.sync_trigger = SyncTrigger(self.store)
         self.fast_reports: FastReports | None = FastReports(
             self.store, compat.rights(self), compat.encoding(self))
+        self.expand_reports: ExpandReports | None = ExpandReports(
+            compat.storage(self), compat.rights(self), compat.encoding(self),
+            configuration.get("reporting", "max_expand_occurrence"))
 
     def __call__(self, environ, start_response):
         def named_start_response(status, headers, exc_info=None):
@@ -231,18 +237,60 @@ class GestanApplication(radicale.Application):
         return body
 
     def do_REPORT(self, environ, base_prefix, path, user, user_groups, request_info):
-        """A phone's sync and multiget from SQL rows (bridge.fast_report); the rest as
-        Radicale does it."""
-        if user and self.fast_reports is not None:
-            try:
-                raw = self._read_body(environ)
-            except InvalidObject as exc:
-                return refusal(exc.status, exc.reason)
+        """A phone's sync and multiget from SQL rows (bridge.fast_report), expansions
+        that no object can fail (bridge.expand_report), a principal search that finds the
+        user (bridge.principal_search); the rest as Radicale does it."""
+        if not user:
+            return super().do_REPORT(environ, base_prefix, path, user, user_groups,
+                                     request_info)
+        try:
+            raw = self._read_body(environ)
+        except InvalidObject as exc:
+            return refusal(exc.status, exc.reason)
+        answer = None
+        if self.fast_reports is not None:
             answer = self.fast_reports.answer(raw, base_prefix, path, user, user_groups)
-            if answer is not None:
-                return (*answer, None)
-            _put_back(environ, raw)
+        if answer is None and self.expand_reports is not None:
+            try:
+                answer = self.expand_reports.answer(raw, base_prefix, path, user, user_groups)
+            except (TooManyInstances, ValueError) as exc:  # ValueError: a malformed filter
+                return refusal(400, str(exc))
+        if answer is not None:
+            return (*answer, None)
+        if b"principal-" in raw:
+            found = self._principal_report(raw, environ, base_prefix, path, user, user_groups,
+                                           request_info)
+            if found is not None:
+                return found
+        _put_back(environ, raw)
         return super().do_REPORT(environ, base_prefix, path, user, user_groups, request_info)
+
+    def _principal_report(self, raw: bytes, environ, base_prefix, path, user, user_groups,
+                          request_info) -> types.WSGIResponse | None:
+        """A principal search: the user's own principal as PROPFIND shows it, if it
+        matches (bridge.principal_search); None for another REPORT."""
+        try:
+            root = DefusedET.fromstring(raw)
+        except Exception:
+            return None
+        headers = {"Content-Type": f"text/xml; charset={compat.encoding(self)}"}
+        if root.tag == principal_search.PROPERTY_SET:
+            body = ET.tostring(principal_search.property_set(), encoding=compat.encoding(self),
+                               xml_declaration=True)
+            return client.OK, headers, body, None
+        if root.tag != principal_search.SEARCH:
+            return None
+        account = self.store.user(user)
+        if (account is None or not principal_search.in_scope(root, path, user)
+                or not principal_search.matches(root, account)):
+            empty = ET.tostring(ET.Element("{DAV:}multistatus"), encoding=compat.encoding(self),
+                                xml_declaration=True)
+            return client.MULTI_STATUS, headers, empty, None
+        query = principal_search.propfind_body(root)
+        propfind = dict(environ, REQUEST_METHOD="PROPFIND", HTTP_DEPTH="0")
+        _put_back(propfind, query)
+        return super().do_PROPFIND(propfind, base_prefix, f"/{user}/", user, user_groups,
+                                   request_info)
 
     def do_PROPPATCH(self, environ, base_prefix, path, user, user_groups, request_info):
         """Name, description and colour may change; the component set stays VEVENT (else a

@@ -5,8 +5,12 @@ A phone's sync is a ``sync-collection`` (what changed since my token?) then a
 answers them generically: for every item it re-sanitises paths several times, checks rights
 and builds the XML through its item objects, which made up most of a full sync's time.
 For exactly these requests on a user's Rendez-vous calendar we build the same multistatus
-from the stored rows; any other shape (filters, expand, other properties, a limit, a token
-we did not issue) is left to Radicale unchanged.
+from the stored rows; any other shape (filters, expand, other properties, a token we did not
+issue) is left to Radicale unchanged.
+
+A sync may carry ``DAV:limit`` (RFC 6578 section 3.7: a phone with a small page on a large
+calendar): at most that many members, then a 507 response for the collection and a token
+to continue from; Radicale ignores the limit.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ SERVED = {GETETAG, CALENDAR_DATA, CONTENT_TYPE}
 SYNC, MULTIGET = _C("D:sync-collection"), _C("C:calendar-multiget")
 CONTENT_TYPE_TEXT = "text/calendar;charset=utf-8;component=VEVENT"
 OK, NOT_FOUND = xmlutils.make_response(200), xmlutils.make_response(404)
+LIMIT, NRESULTS = _C("D:limit"), _C("D:nresults")
 
 
 def _element(tag: str, text: str | None = None) -> ET.Element:
@@ -62,6 +67,25 @@ def _missing(href: str) -> ET.Element:
     return response
 
 
+def _limit(root: ET.Element) -> int | None:
+    """The ``DAV:limit`` of a sync (None: none; 0: one that is not a positive number)."""
+    element = root.find(LIMIT)
+    if element is None:
+        return None
+    text = (element.findtext(NRESULTS) or "").strip()
+    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) < 2 ** 31 else 0
+
+
+def _truncated(href: str) -> ET.Element:
+    """RFC 6578 section 3.6: the collection's 507, saying the answer stops at the limit."""
+    response = ET.Element(_C("D:response"))
+    response.append(_element(_C("D:href"), href))
+    response.append(_element(_C("D:status"), xmlutils.make_response(507)))
+    error = ET.SubElement(response, _C("D:error"))
+    ET.SubElement(error, _C("D:number-of-matches-within-limits"))
+    return response
+
+
 class FastReports:
     def __init__(self, store: Store, rights, encoding: str) -> None:
         self.store = store
@@ -87,7 +111,7 @@ class FastReports:
         props = [child.tag for child in prop]
         if not props or any(tag not in SERVED for tag in props) or any(
                 child.tag not in (_C("D:prop"), _C("D:href"), _C("D:sync-token"),
-                                  _C("D:sync-level")) for child in root):
+                                  _C("D:sync-level"), LIMIT) for child in root):
             return None
         for child in prop:
             if len(child) or child.attrib:  # calendar-data with expand/limits, or a subset
@@ -97,17 +121,22 @@ class FastReports:
         if root.tag == SYNC:
             token_element = root.find(_C("D:sync-token"))
             token = (token_element.text or "").strip() if token_element is not None else ""
+            limit = _limit(root)
+            if limit == 0:
+                return None  # not a limit we understand: Radicale ignores it
             try:
-                delta = self.store.login_changes_since(parts[0], token)
+                delta = self.store.login_changes_since(parts[0], token, limit)
             except ValueError:
                 return None  # Radicale answers 403 valid-sync-token
             if delta is None:
                 return None
-            current, changed = delta
+            current, changed, truncated = delta
             for stored in changed:
                 href = xmlutils.make_href(base_prefix, collection + stored.href)
                 multistatus.append(_missing(href) if stored.deleted
                                    else _found(href, stored, props))
+            if truncated:
+                multistatus.append(_truncated(xmlutils.make_href(base_prefix, collection)))
             multistatus.append(_element(_C("D:sync-token"), current))
         else:
             names: dict[str, str] = {}

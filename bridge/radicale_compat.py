@@ -46,6 +46,11 @@ def rights(application: radicale.Application):
     return application._rights
 
 
+def storage(application: radicale.Application):
+    """The application's storage plugin (Radicale keeps it private)."""
+    return application._storage
+
+
 def encoding(application: radicale.Application) -> str:
     """The response encoding (``[encoding] stock``) the application answers with."""
     return application._encoding

@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import contextlib
 import json
+import logging
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,15 +20,20 @@ from email.utils import formatdate
 
 from radicale import config, pathutils, storage, types
 from radicale import item as radicale_item
+from radicale.app.report import test_filter
 from radicale.item import filter as radicale_filter
 
 from bridge.ical.render import etag_of
 from bridge.radicale_compat import init_item
 from bridge.store import StoredObject, User
+from plugins import queries
 from plugins.common import CALENDAR_NAME, DEFAULT_DISPLAY_NAME, store_for
 
+logger = logging.getLogger("gestan_bridge")
+
 # The calendar properties a user may change (PROPPATCH, web UI); the rest is fixed.
-EDITABLE_PROPS = ("D:displayname", "C:calendar-description", "ICAL:calendar-color")
+EDITABLE_PROPS = ("D:displayname", "C:calendar-description", "ICAL:calendar-color",
+                  "ICAL:calendar-order")
 
 
 def _http_date(value: datetime | None) -> str:
@@ -76,6 +82,16 @@ class StoredItem(radicale_item.Item):
         self.serialize()
         return super().vobject_item
 
+    def __copy__(self) -> StoredItem:
+        """A copy that parses its own text: Radicale's ``<C:expand>`` rewrites the parsed
+        item of the copy it is given, which must not be the one a filter already read
+        (a series with overrides then had no master left: "does not have a vevent without a
+        recurrence_id", and the whole REPORT failed)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin._vobject_item = None
+        return twin
+
 
 class _Collection(storage.BaseCollection):
     def __init__(self, path: str) -> None:
@@ -123,6 +139,13 @@ class Root(_Collection):
 class Principal(_Collection):
     def __init__(self, user: User) -> None:
         super().__init__(user.login)
+        self.user = user
+
+    def get_meta(self, key: str | None = None):
+        """The user's name as the principal's display name (clients show it, and a
+        principal-property-search matches on it)."""
+        meta = {"D:displayname": self.user.name or self.user.login}
+        return meta if key is None else meta.get(key)
 
 
 class RendezVousCalendar(storage.BaseCollection):
@@ -188,9 +211,56 @@ class RendezVousCalendar(storage.BaseCollection):
 
     def get_filtered(self, filters: Iterable[ET.Element]
                      ) -> Iterable[tuple[radicale_item.Item, bool]]:
-        """Time ranges go to SQL on the objects' stored first start / last end. A single
-        event found by a simple filter needs no second look; series are checked by Radicale
-        occurrence by occurrence."""
+        """Every object the filters match, decided here (:mod:`plugins.queries`): the time
+        range from the index and the occurrences materialised at write time, the rest by
+        Radicale's matcher. A shape it does not plan for is prefiltered in SQL and left
+        to Radicale."""
+        filters = list(filters)
+        plan = queries.plan(filters)
+        if plan is None:
+            yield from self._prefiltered(filters)
+            return
+        yield from ((item, True) for item in self.query(plan))
+
+    def query(self, plan: queries.Plan) -> Iterator[StoredItem]:
+        """The objects matching a planned calendar-query filter."""
+        wanted = plan.time_range
+        if wanted is None:
+            found = self.store.calendar_listing(self.user.id, with_ics=True)
+        else:
+            candidates = self.store.range_candidates(self.user.id, wanted.start, wanted.end)
+            found = [c.stored for c in candidates if self._in_range(c, wanted)]
+        for stored in found:
+            item = self._item(stored)
+            if self.matches(item, plan.rest):
+                yield item
+
+    def _in_range(self, candidate, wanted: queries.TimeRange) -> bool:
+        """An object whose instances cannot be read is kept (shown rather than lost), and
+        never fails the query for the others."""
+        try:
+            return queries.in_range(candidate, wanted, self.user.timezone)
+        except Exception:
+            logger.warning("time range of %s/%s not read: kept", self.path,
+                           candidate.stored.href, exc_info=True)
+            return True
+
+    def matches(self, item: StoredItem, filters) -> bool:
+        """Radicale's matcher; a malformed filter is the request's fault (``ValueError``,
+        a 400), an object it cannot read only fails to match."""
+        try:
+            return all(test_filter("VCALENDAR", item, f) for f in filters)
+        except ValueError:
+            raise
+        except Exception:
+            logger.warning("%s/%s not read by a calendar-query filter", self.path, item.href,
+                           exc_info=True)
+            return False
+
+    def _prefiltered(self, filters: list[ET.Element]
+                     ) -> Iterator[tuple[radicale_item.Item, bool]]:
+        """Time ranges go to SQL on the objects' stored first start / last end; Radicale
+        checks the rest."""
         tag, start, end, simple = radicale_filter.simplify_prefilters(filters, "VCALENDAR")
         if tag not in (None, "VEVENT"):
             return
@@ -212,6 +282,12 @@ class RendezVousCalendar(storage.BaseCollection):
         if href is None:
             raise ValueError("the Rendez-vous calendar cannot be deleted")
         self.store.delete_object(self.user.login, href)
+
+
+def _owner(path: str) -> str:
+    """The user whose calendar ``path`` is in ("" for the root)."""
+    parts = [p for p in pathutils.strip_path(path).split("/") if p]
+    return parts[0] if parts else ""
 
 
 class _RWLock:
@@ -248,7 +324,8 @@ class Storage(storage.BaseStorage):
     def __init__(self, configuration: config.Configuration) -> None:
         super().__init__(configuration)
         self.store = store_for(configuration)
-        self._lock = _RWLock()
+        self._locks: dict[str, _RWLock] = {}
+        self._locks_guard = threading.Lock()
 
     def discover(self, path: str, depth: str = "0", child_context_manager=None,
                  user_groups: set = frozenset()) -> Iterator[types.CollectionOrItem]:
@@ -280,13 +357,16 @@ class Storage(storage.BaseStorage):
 
     def move(self, item: radicale_item.Item, to_collection: storage.BaseCollection,
              to_href: str) -> None:
-        if not isinstance(to_collection, RendezVousCalendar):
-            raise ValueError("appointments can only move between Rendez-vous calendars")
-        text = item.serialize()
+        """One transaction: the appointment is never in both places, or in neither (an
+        upload then a delete refused the upload, its UID being still in use)."""
         source = item.collection
-        to_collection.upload(to_href, _PlainItem(text))
-        if source is not to_collection or item.href != to_href:
-            source.delete(item.href)
+        if not isinstance(to_collection, RendezVousCalendar) or not isinstance(
+                source, RendezVousCalendar):
+            raise ValueError("appointments can only move between Rendez-vous calendars")
+        if source.user.id == to_collection.user.id and item.href == to_href:
+            return
+        self.store.move_object(source.user.login, item.href, to_collection.user.login,
+                               to_href)
 
     def create_collection(self, href: str, items=None, props=None):
         parts = [p for p in pathutils.strip_path(href).split("/") if p]
@@ -298,19 +378,19 @@ class Storage(storage.BaseStorage):
         raise ValueError("gestan-bridge serves one calendar per user: /<login>/rendez-vous/")
 
     @types.contextmanager
-    def acquire_lock(self, mode: str, user: str = "", *args, **kwargs) -> Iterator[None]:
-        with self._lock.acquire(mode):
+    def acquire_lock(self, mode: str, user: str = "", *args, path: str | None = None,
+                     to_path: str | None = None, **kwargs) -> Iterator[None]:
+        """One lock per calendar owner: a request waits only for writes to the calendars it
+        touches, never for another user's (a slow write of one user held every other
+        user's reads and writes behind one lock). Writes name their paths (a MOVE two);
+        a read takes its user's lock."""
+        owners = sorted({_owner(p) for p in (path, to_path) if p is not None} or {user or ""})
+        with contextlib.ExitStack() as stack:
+            for owner in owners:
+                with self._locks_guard:
+                    lock = self._locks.setdefault(owner, _RWLock())
+                stack.enter_context(lock.acquire(mode))
             yield
 
     def verify(self) -> bool:
         return True
-
-
-class _PlainItem:
-    """Just enough of an item for ``upload``: its text."""
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-
-    def serialize(self) -> str:
-        return self._text

@@ -13,6 +13,7 @@ import pytest
 import radicale
 import radicale.config
 import radicale.server
+import radicale.storage
 from radicale import item as radicale_item
 
 from bridge import config
@@ -52,6 +53,7 @@ def test_request_methods_take_the_parameters_our_overrides_pass(method):
 def test_the_application_keeps_its_rights_and_encoding_where_we_read_them(tmp_path):
     app = GestanApplication(load_configuration(None, f"sqlite:///{tmp_path / 'c.db'}"))
     assert isinstance(compat.rights(app), radicale.rights.BaseRights)
+    assert isinstance(compat.storage(app), radicale.storage.BaseStorage)
     assert compat.encoding(app) == "utf-8"
 
 

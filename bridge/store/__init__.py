@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,22 +24,25 @@ from sqlalchemy.exc import IntegrityError
 from bridge.ical import parse_object
 from bridge.ical.model import EventData, InvalidObject, ParsedObject
 from bridge.ical.timezones import now_utc
-from bridge.store import agenda, objects, users
+from bridge.store import agenda, objects, queries, users
 from bridge.store import sync as sync_tables
 from bridge.store.engine import database_url, make_engine, migrate, write_options
 from bridge.store.objects import ObjectChanged, UidConflict
+from bridge.store.queries import Candidate
 from bridge.store.records import Action, ActionType, StoredObject, User
 from bridge.store.sync import Link, RunItem, RunRecord, SyncState
 from bridge.store.users import LoginCache, LoginGuard, UserError
 
-__all__ = ["Action", "ActionType", "EventData", "ImportReport", "InvalidObject", "Link",
-           "ObjectChanged", "PullWrite",
+__all__ = ["Action", "ActionType", "Candidate", "EventData", "ImportReport", "InvalidObject",
+           "Link", "ObjectChanged", "PullWrite",
            "RunItem", "RunRecord", "Store", "StoredObject", "SyncState", "UidConflict", "User",
            "UserError", "open_store"]
 
 logger = logging.getLogger("gestan_bridge")
 
 SYNC_TOKEN_PREFIX = "http://gestan-bridge.invalid/ns/sync/"
+# a revision, and after a page cut by DAV:limit the last object id it sent of that revision
+_TOKEN = re.compile(re.escape(SYNC_TOKEN_PREFIX) + r"([0-9]{1,18})(?:\.([0-9]{1,12}))?")
 
 
 @dataclass(frozen=True)
@@ -162,23 +166,30 @@ class Store:
         with self.reading() as conn:
             return objects.has_uid(conn, user_id, uid)
 
-    def sync_token(self, revision: int) -> str:
-        return f"{SYNC_TOKEN_PREFIX}{revision}"
+    def sync_token(self, revision: int, last_id: int | None = None) -> str:
+        """The token of a complete answer at ``revision``; with ``last_id``, a checkpoint
+        inside it (a page cut by ``DAV:limit``: the rest of ``revision`` after that object
+        is still to come)."""
+        tail = "" if last_id is None else f".{last_id}"
+        return f"{SYNC_TOKEN_PREFIX}{revision}{tail}"
 
     def changes_since(self, user_id: int, token: str) -> tuple[str, list[StoredObject]]:
         """(current token, objects changed since ``token``, tombstones included, with their
         text: a sync report serves them without reading again); ``ValueError`` for a token
         we did not issue, as Radicale expects (it answers 403 valid-sync-token)."""
         with self.reading() as conn:
-            return self._changes_since(conn, users.get_by_id(conn, user_id), token)
+            token, changed, _ = self._changes_since(conn, users.get_by_id(conn, user_id), token)
+            return token, changed
 
-    def login_changes_since(self, login: str, token: str
-                            ) -> tuple[str, list[StoredObject]] | None:
+    def login_changes_since(self, login: str, token: str, limit: int | None = None
+                            ) -> tuple[str, list[StoredObject], bool] | None:
         """:meth:`changes_since` by login in one transaction (None: no such user): a
-        phone's sync costs one round trip to the database server."""
+        phone's sync costs one round trip to the database server. With ``limit``
+        (RFC 6578 ``DAV:limit``) at most that many objects, and whether the answer was cut
+        there (the token is then a checkpoint to continue from)."""
         with self.reading() as conn:
             user = users.get(conn, login)
-            return None if user is None else self._changes_since(conn, user, token)
+            return None if user is None else self._changes_since(conn, user, token, limit)
 
     def login_calendar_objects(self, login: str, hrefs) -> list[StoredObject] | None:
         """:meth:`calendar_objects` by login in one transaction (None: no such user)."""
@@ -186,20 +197,36 @@ class Store:
             user = users.get(conn, login)
             return None if user is None else objects.get_many(conn, user.id, hrefs)
 
-    def _changes_since(self, conn: Connection, user: User, token: str
-                       ) -> tuple[str, list[StoredObject]]:
+    def _changes_since(self, conn: Connection, user: User, token: str,
+                       limit: int | None = None) -> tuple[str, list[StoredObject], bool]:
         current = user.revision
-        if not token:
-            return self.sync_token(current), objects.listing(conn, user.id, with_ics=True)
-        if not token.startswith(SYNC_TOKEN_PREFIX):
+        if not token and limit is None:
+            return (self.sync_token(current),
+                    objects.listing(conn, user.id, with_ics=True), False)
+        after = self._checkpoint(token, current) if token else (0, None)
+        found = queries.sync_page(conn, user.id, after, limit, live_only=not token)
+        if limit is None or len(found) <= limit:
+            return self.sync_token(current), found, False
+        page = found[:limit]
+        return self.sync_token(page[-1].revision, page[-1].id), page, True
+
+    @staticmethod
+    def _checkpoint(token: str, current: int) -> tuple[int, int | None]:
+        """(revision, last object id sent of that revision: None, all of it) of a token we
+        issued: everything up to there was sent."""
+        found = _TOKEN.fullmatch(token)
+        if found is None or int(found[2] or 0) >= 2 ** 31:
             raise ValueError(f"unknown sync token {token!r}")
-        try:
-            since = int(token[len(SYNC_TOKEN_PREFIX):])
-        except ValueError:
-            raise ValueError(f"unknown sync token {token!r}") from None
-        if since < 0 or since > current:
+        if int(found[1]) > current:
             raise ValueError(f"sync token {token!r} is from the future")
-        return self.sync_token(current), objects.changed_since(conn, user.id, since)
+        return int(found[1]), int(found[2]) if found[2] else None
+
+    def range_candidates(self, user_id: int, start: datetime | None, end: datetime | None
+                         ) -> list[Candidate]:
+        """Objects that may have an instance in [start, end), with their materialised
+        occurrences there (:mod:`bridge.store.queries`)."""
+        with self.reading() as conn:
+            return queries.range_candidates(conn, user_id, start, end)
 
     def put_object(self, login: str, href: str, data: str | bytes | ParsedObject
                    ) -> StoredObject:
@@ -209,6 +236,30 @@ class Store:
         with self.writing() as conn:
             revision = users.next_revision(conn, user.id)
             return objects.put(conn, user, href, parsed, revision)
+
+    def move_object(self, login: str, href: str, to_login: str, to_href: str
+                    ) -> StoredObject:
+        """Move an appointment to another name (or another user's calendar) in one
+        transaction: a client's MOVE never leaves it in both places, or in neither."""
+        user = self.require_user(login)
+        if to_login == login:
+            with self.writing() as conn:
+                revision = users.next_revision(conn, user.id)
+                return queries.rename(conn, user, href, to_href, revision, now_utc())
+        target = self.require_user(to_login)
+        with self.writing() as conn:
+            stored = objects.get(conn, user.id, href)
+            if stored is None or stored.ics is None:
+                raise ValueError(f"no appointment at {href}")
+            parsed = parse_object(stored.ics, target.timezone)
+            # revisions taken in user id order: two moves in opposite directions never
+            # wait for each other's row lock
+            first, second = sorted((user, target), key=lambda u: u.id)
+            revisions = {first.id: users.next_revision(conn, first.id),
+                         second.id: users.next_revision(conn, second.id)}
+            moved = objects.put(conn, target, to_href, parsed, revisions[target.id])
+            objects.delete(conn, user, href, revisions[user.id])
+            return moved
 
     def delete_object(self, login: str, href: str) -> bool:
         user = self.require_user(login)

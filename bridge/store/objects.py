@@ -108,15 +108,6 @@ def last_modified(conn: Connection, user_id: int) -> datetime | None:
         .limit(1)).scalar_one_or_none()
 
 
-def changed_since(conn: Connection, user_id: int, revision: int) -> list[StoredObject]:
-    """Objects created, changed or deleted after ``revision`` (the RFC 6578 delta), with
-    their text, in revision order; a tombstone has ``deleted`` set and no text."""
-    rows = conn.execute(select(*_LISTING, calendar_objects.c.ics).where(
-        calendar_objects.c.user_id == user_id, calendar_objects.c.revision > revision)
-        .order_by(calendar_objects.c.revision))
-    return [StoredObject.from_row(r) for r in rows]
-
-
 def has_uid(conn: Connection, user_id: int, uid: str) -> bool:
     return conn.execute(select(calendar_objects.c.id).where(
         calendar_objects.c.user_id == user_id, calendar_objects.c.uid == uid,
