@@ -212,3 +212,17 @@ def test_the_log_level_is_the_command_lines_else_the_files(tmp_path):
     finally:
         ours.setLevel(before[0])
         radicales.setLevel(before[1])
+
+
+def test_one_log_line_per_request_at_info(tmp_path, office, caplog):
+    """Radicale logs "received" and "response status" lines at INFO: only the second stays."""
+    setup_logging(None, "info")
+    caplog.set_level(logging.INFO, logger="radicale")
+    with serving(tmp_path, office, "[web]\ntype = none\n") as server:
+        caplog.clear()
+        answer = requests.get(f"{server.url}alice/rendez-vous/", auth=("alice", "alice"),
+                              timeout=10)
+        assert answer.status_code == 200
+    lines = [r.getMessage() for r in caplog.records
+             if r.name == "radicale" and "/alice/rendez-vous/" in r.getMessage()]
+    assert len(lines) == 1 and "response status" in lines[0] and "200" in lines[0], lines
