@@ -164,7 +164,12 @@ class RendezVousCalendar(storage.BaseCollection):
         return meta if key is None else meta.get(key)
 
     def set_meta(self, props: Mapping[str, str]) -> None:
+        """Only a real change is written: a new revision moves every phone's ctag and sync
+        token (a PROPPATCH repeating the name, or one Radicale then refuses, is none)."""
         changes = {k: (props.get(k) or None) for k in EDITABLE_PROPS}
+        current = self.get_meta()
+        if all(changes[k] == current.get(k) for k in EDITABLE_PROPS):
+            return
         self.user = self.store.set_calendar_props(self.user.login, changes)
 
     @property
