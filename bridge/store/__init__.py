@@ -211,6 +211,20 @@ class Store:
             revision = users.next_revision(conn, user.id)
             return objects.delete(conn, user, href, revision)
 
+    def move_object(self, login: str, href: str, to_login: str, to_href: str) -> StoredObject:
+        """A MOVE (another href, or another user's calendar) in one transaction: the object
+        is never in both places nor in neither, and its UID may stay in one calendar."""
+        user, to_user = self.require_user(login), self.require_user(to_login)
+        with self.writing() as conn:
+            stored = objects.get(conn, user.id, href)
+            if stored is None or stored.ics is None:
+                raise UserError(f"{login} has no object {href}")
+            parsed = parse_object(stored.ics, to_user.timezone)
+            revisions = {u.id: users.next_revision(conn, u.id)  # row locks in id order
+                         for u in sorted((user, to_user), key=lambda u: u.id)}
+            objects.delete(conn, user, href, revisions[user.id])
+            return objects.put(conn, to_user, to_href, parsed, revisions[to_user.id])
+
     def set_calendar_props(self, login: str, props: dict) -> User:
         with self.writing() as conn:
             user = users.set_fields(conn, login, calendar_props=props)
