@@ -10,6 +10,7 @@ a run can be repeated and a failing case named by its number.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
 import random
@@ -501,6 +502,61 @@ def xml_case(seed: int, number: int, login: str = "alice") -> Case:
         "Content-Type": "application/xml; charset=utf-8", "Depth": rng.choice(("0", "1"))})
 
 
+# ---------------------------------------------------------------- issue 12's own inputs
+
+def _event(extra: bytes = b"", uid: bytes = b"i12", end: bytes = b"DTEND:20270105T110000Z"
+           ) -> bytes:
+    return (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//i12//EN\r\nBEGIN:VEVENT\r\nUID:"
+            + uid + b"\r\nDTSTAMP:20261201T000000Z\r\nDTSTART:20270105T100000Z\r\n" + end
+            + b"\r\nSUMMARY:issue 12\r\n" + extra + b"END:VEVENT\r\nEND:VCALENDAR\r\n")
+
+
+def issue12_cases(login: str = "alice") -> list[tuple[Case, int]]:
+    """Each input issue 12 names (500s, broken answers, header injection, slow rules,
+    ignored or stripped bodies), with the status it must now get: always run, whatever the
+    seed."""
+    calendar = f"{login}/rendez-vous/"
+    ics = {"Content-Type": "text/calendar"}
+    xml = {"Content-Type": "application/xml", "Depth": "1"}
+    expand = (b'<?xml version="1.0"?><C:calendar-query ' + DAV + b"><prop><C:calendar-data>"
+              b'<C:expand start="00010101T000000Z" end="99991231T000000Z"/></C:calendar-data>'
+              b'</prop><C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT">'
+              b'<C:time-range start="00010101T000000Z" end="99991231T000000Z"/>'
+              b"</C:comp-filter></C:comp-filter></C:filter></C:calendar-query>")
+    second = _event(uid=b"x\\nSet-Cookie: " + CANARY.encode() + b"=1").split(b"BEGIN:VEVENT")[1]
+    cases = [
+        ("RRULE COUNT=\\", "PUT", calendar + "i1.ics",
+         _event(b"RRULE:FREQ=DAILY;COUNT=\\\r\n"), ics, 400),
+        ("DURATION:P99999999W", "PUT", calendar + "i2.ics",
+         _event(end=b"DURATION:P99999999W"), ics, 400),
+        ("RRULE February 30 (never occurs)", "PUT", calendar + "i3.ics",
+         _event(b"RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30\r\n"), ics, 400),
+        ("UID with \\n quoted in the reason", "PUT", calendar + "i4.ics",
+         _event().replace(b"END:VCALENDAR", b"BEGIN:VEVENT" + second.split(b"END:VCALENDAR")[0]
+                          + b"END:VCALENDAR"), ics, 400),
+        ("NUL byte in the body", "PUT", calendar + "i5.ics",
+         _event().replace(b"issue 12", b"issue\x0012"), ics, 400),
+        ("chunked PUT", "PUT", calendar + "i6.ics",
+         b"%x\r\n%s\r\n0\r\n\r\n" % (len(_event()), _event()),
+         {**ics, "Transfer-Encoding": "chunked"}, 411),
+        ("Content-Length: -5", "PUT", calendar + "i7.ics", b"", {**ics, "Content-Length": "-5"},
+         400),
+        ("XML with a DTD", "PROPFIND", calendar, _xml_dtd(random.Random(0))[1], xml, 400),
+        ("XML 100,000 deep", "PROPFIND", calendar,
+         _propfind(b"<prop>" + b"<a>" * 100_000 + b"</a>" * 100_000 + b"</prop>"), xml, 400),
+        ("<expand> from year 1 to 9999", "REPORT", calendar, expand, xml, 400),
+        ('{"days_back": 1e309}', "POST", "bridge/sync/open", b'{"days_back": 1e309}',
+         {"Content-Type": "application/json"}, 400),
+        ("JSON 30,000 deep", "POST", "bridge/sync/open", b"[" * 30_000 + b"]" * 30_000,
+         {"Content-Type": "application/json"}, 400),
+        ("Authorization: Basic without a colon", "PROPFIND", calendar, b"",
+         {"Authorization": "Basic " + base64.b64encode(login.encode()).decode(), "Depth": "0"},
+         401),
+    ]
+    return [(Case("issue12", name, method, path, body, headers), status)
+            for name, method, path, body, headers, status in cases]
+
+
 # ---------------------------------------------------------------- the run
 
 READ_ONLY = {"PROPFIND", "REPORT", "GET", "OPTIONS"}
@@ -512,6 +568,7 @@ class Outcome:
     number: int
     answer: Exchange
     store_changed: bool
+    expected: int | None = None   # the status an issue-12 input must get
 
     @property
     def refused(self) -> bool:
@@ -551,6 +608,9 @@ class HostileReport:
                  for o in self.server_errors() + self.broken()]
         lines += [f"{o.case.kind} #{o.number} {o.case.name} {o.case.method}: refused "
                   f"({o.answer.status}) but the store changed" for o in self.store_violations()]
+        lines += [f"issue 12: {o.case.name}: {o.answer.status}, expected {o.expected}"
+                  for o in self.outcomes
+                  if o.expected is not None and o.answer.status != o.expected]
         if not self.alive:
             lines.append("the server no longer answers a plain PROPFIND")
         return lines
@@ -559,21 +619,23 @@ class HostileReport:
 def run_hostile(base_url: str, login: str, password: str, fingerprint: Fingerprint,
                 mutations: int, xml_bodies: int, seed: int = 12,
                 progress: Callable[[int], None] | None = None) -> HostileReport:
-    """Send ``mutations`` mutated iCalendar PUTs and ``xml_bodies`` hostile XML bodies, one
-    at a time, comparing ``fingerprint()`` before and after each."""
+    """Send issue 12's own inputs, ``mutations`` mutated iCalendar PUTs and ``xml_bodies``
+    hostile XML bodies, one at a time, comparing ``fingerprint()`` before and after each."""
     import time
 
     started = time.perf_counter()
     bases = samples()
     auth = {"Authorization": basic(login, password)}
-    cases = [(n, ical_case(seed, n, bases, login)) for n in range(mutations)]
-    cases += [(n, xml_case(seed, n, login)) for n in range(xml_bodies)]
+    cases: list[tuple[int, Case, int | None]] = [
+        (n, case, status) for n, (case, status) in enumerate(issue12_cases(login))]
+    cases += [(n, ical_case(seed, n, bases, login), None) for n in range(mutations)]
+    cases += [(n, xml_case(seed, n, login), None) for n in range(xml_bodies)]
     outcomes = []
     before = fingerprint()
-    for done, (number, case) in enumerate(cases, 1):
-        answer = exchange(base_url + case.path, case.method, case.body, {**case.headers, **auth})
+    for done, (number, case, expected) in enumerate(cases, 1):
+        answer = exchange(base_url + case.path, case.method, case.body, {**auth, **case.headers})
         after = fingerprint()
-        outcomes.append(Outcome(case, number, answer, after != before))
+        outcomes.append(Outcome(case, number, answer, after != before, expected))
         before = after
         if progress:
             progress(done)

@@ -4,9 +4,9 @@
 not the standard one, a short body): a phone's HTTP stack may not. So the hostile-input runs
 read every answer byte by byte and judge it here: a standard status line (``HTTP/1.x``, a
 known code, its standard reason phrase), header lines that are ``name: value`` with a token
-name and no control character, only header names the server is known to send, no trace of
-the client's text (the ``canary`` every hostile body carries) in any header, a body as long
-as its Content-Length.
+name and no control character, only header names the server is known to send, a Server
+header naming the product only, no trace of the client's text (the ``canary`` every hostile
+body carries) in any header, a body as long as its Content-Length.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from http import client
 from urllib.parse import urlsplit
 
 CANARY = "canary"  # every hostile body carries it; no header may
+SERVER = "gestan-bridge"
 STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ([^\r\n]*)")
 HEADER_LINE = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*)")
 # Every header gestan-bridge (Radicale, wsgiref, our triggers) sends.
@@ -55,12 +56,17 @@ def basic(login: str, password: str) -> str:
 
 def exchange(url: str, method: str, body: bytes = b"", headers: dict[str, str] | None = None,
              timeout: float = READ_TIMEOUT) -> Exchange:
-    """Send one request (``Connection: close``) and read the whole answer, judged."""
+    """Send one request (``Connection: close``) and read the whole answer, judged. The
+    body's Content-Length is sent unless ``headers`` frame the body themselves (a
+    Content-Length that lies, a Transfer-Encoding)."""
     parts = urlsplit(url)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
+    headers = headers or {}
     head = [f"{method} {target} HTTP/1.1", f"Host: {parts.hostname}:{parts.port}",
-            "Connection: close", f"Content-Length: {len(body)}"]
-    head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+            "Connection: close"]
+    if not {"content-length", "transfer-encoding"} & {k.lower() for k in headers}:
+        head.append(f"Content-Length: {len(body)}")
+    head += [f"{k}: {v}" for k, v in headers.items()]
     request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
     started = time.perf_counter()
     raw = b""
@@ -112,6 +118,8 @@ def judge(raw: bytes) -> Exchange:
             answer.problem = f"unexpected header {name!r}"
         elif CANARY in value.lower():
             answer.problem = f"client text in header {name}: {value[:80]!r}"
+        elif name.lower() == "server" and value != SERVER:
+            answer.problem = f"the Server header says {value!r}, not the product's name only"
         if answer.problem:
             return answer
     length = answer.header("Content-Length")

@@ -33,6 +33,7 @@ def test_mutated_icalendar_and_hostile_xml_get_sound_4xx_answers(server):
     report = run_hostile(server.url, "alice", "alice", lambda: store_fingerprint(server.store),
                          MUTATIONS, XML_BODIES, seed=12)
     assert report.failures() == []
+    assert len(report.of("issue12")) == 13, "issue 12's own inputs are always sent"
     ical, xml = report.by_status("ical"), report.by_status("xml")
     assert sum(ical.values()) == MUTATIONS and sum(xml.values()) == XML_BODIES
     assert ical[201] > 0, "some mutations are still valid iCalendar: the accept path is hit"
