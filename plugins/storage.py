@@ -229,25 +229,46 @@ class RendezVousCalendar(storage.BaseCollection):
 
 
 class _RWLock:
-    """Many readers or one writer: Radicale checks preconditions, then writes."""
+    """Many readers or one writer: Radicale checks preconditions, then writes.
+
+    Admitted in arrival order (tickets), readers that come together sharing the lock: a
+    writer waits only for those before it, never for an endless stream of readers (under
+    load, phones' PUTs used to time out while other phones kept reading). A thread already
+    reading reads again at once (it must not queue behind a writer waiting for it)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._readers = 0
         self._writer = False
+        self._next_ticket = 0
+        self._serving = 0        # the oldest ticket not admitted yet
+        self._reading = threading.local()
 
     @contextlib.contextmanager
     def acquire(self, mode: str) -> Iterator[None]:
+        nested = mode == "r" and getattr(self._reading, "depth", 0) > 0
         with self._cond:
-            if mode == "r":
-                self._cond.wait_for(lambda: not self._writer)
+            if nested:
                 self._readers += 1
             else:
-                self._cond.wait_for(lambda: not self._writer and self._readers == 0)
-                self._writer = True
+                ticket = self._next_ticket
+                self._next_ticket += 1
+                if mode == "r":
+                    self._cond.wait_for(lambda: self._serving == ticket and not self._writer)
+                    self._readers += 1
+                else:
+                    self._cond.wait_for(lambda: self._serving == ticket and not self._writer
+                                        and self._readers == 0)
+                    self._writer = True
+                self._serving += 1
+                self._cond.notify_all()
+        if mode == "r":
+            self._reading.depth = getattr(self._reading, "depth", 0) + 1
         try:
             yield
         finally:
+            if mode == "r":
+                self._reading.depth -= 1
             with self._cond:
                 if mode == "r":
                     self._readers -= 1
