@@ -278,7 +278,8 @@ class Bench:
         for round_ in range(self.args.server_kills):
             server = self.serve(url, f"crash-{db}-{round_}")
             record = puts_until_killed(server.url + "/", "alice", "alice-pw", writers=8,
-                                       kill=server.proc.kill, after_acks=self.args.kill_after)
+                                       kill=server.proc.kill, after_acks=self.args.kill_after,
+                                       prefix=f"kill{round_}")
             code = server.proc.wait(10)
             restarted = self.serve(url, f"restart-{db}-{round_}")
             missing = missing_after_restart(restarted.url + "/", "alice", "alice-pw",
@@ -289,6 +290,9 @@ class Bench:
                          ", ".join(f"{k}×{v}" for k, v in record.errors.items()),
                          "SIGKILL" if code == -signal.SIGKILL else code, len(missing)])
             self.fail(f"crash ({db})", [f"kill {round_ + 1}: lost {h}" for h in missing])
+            if len(record.acked) < self.args.kill_after:
+                self.fail(f"crash ({db})", [f"kill {round_ + 1}: only {len(record.acked)} PUTs "
+                                            f"acknowledged before the kill ({record.errors})"])
         self.table(f"Server killed amid 8 phones' PUTs on {db}, then restarted",
                    ["kill", "acknowledged", "unanswered", "how they ended", "server exit",
                     "acknowledged but lost"], rows)
