@@ -171,8 +171,9 @@ class Phone(threading.Thread):
         self.warm_up()
         self.run_.started.wait()
         ops, weights = zip(*WEIGHTS.items(), strict=True)
+        first = ops[self.index % len(ops)]  # every kind of request is made, however short the run
         while time.monotonic() < self.run_.deadline:
-            op = self.rng.choices(ops, weights)[0]
+            op, first = first or self.rng.choices(ops, weights)[0], None
             live = sorted(self.etags)
             if op in ("read", "update", "delete") and not live or (
                     op == "create" and len(live) >= MAX_ITEMS):

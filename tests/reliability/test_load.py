@@ -30,7 +30,7 @@ def test_phones_and_syncs_at_once(server, tmp_path, monkeypatch):
     assert report.failures(p99_limit=CI_P99) == [], (
         f"p50 {percentile(report.latencies(), 0.5):.3f} s, "
         f"p99 {percentile(report.latencies(), 0.99):.3f} s, {report.by_status()}")
-    assert report.requests >= PHONES * 5, "every phone worked"
+    assert all(phone.samples for phone in run.phones), "every phone worked"
     assert {s.op for s in report.samples} == {"read", "update", "create", "delete",
                                               "sync-collection"}
     assert any(c.direction == "open" and c.status == 200 for c in run.syncs), "syncs ran"
