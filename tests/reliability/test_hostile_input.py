@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability.hostile import run_hostile, samples, store_fingerprint
+from tests.reliability.hostile import MUTATIONS as KINDS
+from tests.reliability.hostile import XML_FAMILIES, run_hostile, samples, store_fingerprint
 from tests.reliability.rawhttp import basic, exchange
 
-MUTATIONS, XML_BODIES = 80, 25
+MUTATIONS, XML_BODIES = 60, 21
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
@@ -39,6 +40,10 @@ def test_mutated_icalendar_and_hostile_xml_get_sound_4xx_answers(server):
     assert ical[201] > 0, "some mutations are still valid iCalendar: the accept path is hit"
     assert sum(n for status, n in ical.items() if 400 <= status < 500) > MUTATIONS // 2
     assert report.alive
+    used = {name for o in report.of("ical") for name in o.case.name.split("+")}
+    assert used == set(KINDS), "every kind of mutation is sent, even at CI size"
+    families = {o.case.name.split("-")[0] for o in report.of("xml")}
+    assert len(families) == len(XML_FAMILIES), families
 
 
 RESOURCETYPE_PATCHES = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from tests.reliability.google import connected_google
 from tests.reliability.load import SEED_ITEMS, LoadRun, percentile
 
-PHONES, SECONDS, USERS = 8, 2.0, 4
+PHONES, SECONDS, USERS = 8, 1.5, 4
 CI_P99 = 3.0
 
 
