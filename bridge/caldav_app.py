@@ -127,6 +127,15 @@ def _changes_component_set(raw: bytes) -> bool:
     return False
 
 
+def _changes_resource_type(raw: bytes) -> bool:
+    """Whether a PROPPATCH body sets or removes ``resourcetype``."""
+    try:
+        root = DefusedET.fromstring(raw) if raw.strip() else None
+    except Exception:
+        return False
+    return root is not None and any(True for _ in root.iter("{DAV:}resourcetype"))
+
+
 class GestanApplication(radicale.Application):
     def __init__(self, configuration) -> None:
         super().__init__(configuration)
@@ -303,6 +312,8 @@ class GestanApplication(radicale.Application):
             if _changes_component_set(raw):
                 return refusal(403, "this calendar holds appointments (VEVENT) only: its "
                                "supported component set cannot change")
+            if _changes_resource_type(raw):  # Radicale 3.9 wrote the rest, then answered 400
+                return refusal(403, "the calendar's resource type cannot change")
             _put_back(environ, raw)
         return super().do_PROPPATCH(environ, base_prefix, path, user, user_groups,
                                     request_info)

@@ -178,7 +178,12 @@ class RendezVousCalendar(storage.BaseCollection):
         return meta if key is None else meta.get(key)
 
     def set_meta(self, props: Mapping[str, str]) -> None:
+        """Only a real change is written: a new revision moves every phone's ctag and sync
+        token (a PROPPATCH repeating the name, or one Radicale then refuses, is none)."""
         changes = {k: (props.get(k) or None) for k in EDITABLE_PROPS}
+        current = self.get_meta()
+        if all(changes[k] == current.get(k) for k in EDITABLE_PROPS):
+            return
         self.user = self.store.set_calendar_props(self.user.login, changes)
 
     @property
@@ -291,25 +296,46 @@ def _owner(path: str) -> str:
 
 
 class _RWLock:
-    """Many readers or one writer: Radicale checks preconditions, then writes."""
+    """Many readers or one writer: Radicale checks preconditions, then writes.
+
+    Admitted in arrival order (tickets), readers that come together sharing the lock: a
+    writer waits only for those before it, never for an endless stream of readers (under
+    load, phones' PUTs used to time out while other phones kept reading). A thread already
+    reading reads again at once (it must not queue behind a writer waiting for it)."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._readers = 0
         self._writer = False
+        self._next_ticket = 0
+        self._serving = 0        # the oldest ticket not admitted yet
+        self._reading = threading.local()
 
     @contextlib.contextmanager
     def acquire(self, mode: str) -> Iterator[None]:
+        nested = mode == "r" and getattr(self._reading, "depth", 0) > 0
         with self._cond:
-            if mode == "r":
-                self._cond.wait_for(lambda: not self._writer)
+            if nested:
                 self._readers += 1
             else:
-                self._cond.wait_for(lambda: not self._writer and self._readers == 0)
-                self._writer = True
+                ticket = self._next_ticket
+                self._next_ticket += 1
+                if mode == "r":
+                    self._cond.wait_for(lambda: self._serving == ticket and not self._writer)
+                    self._readers += 1
+                else:
+                    self._cond.wait_for(lambda: self._serving == ticket and not self._writer
+                                        and self._readers == 0)
+                    self._writer = True
+                self._serving += 1
+                self._cond.notify_all()
+        if mode == "r":
+            self._reading.depth = getattr(self._reading, "depth", 0) + 1
         try:
             yield
         finally:
+            if mode == "r":
+                self._reading.depth -= 1
             with self._cond:
                 if mode == "r":
                     self._readers -= 1

@@ -250,7 +250,7 @@ class Store:
         with self.writing() as conn:
             stored = objects.get(conn, user.id, href)
             if stored is None or stored.ics is None:
-                raise ValueError(f"no appointment at {href}")
+                raise UserError(f"{login} has no object {href}")
             parsed = parse_object(stored.ics, target.timezone)
             # revisions taken in user id order: two moves in opposite directions never
             # wait for each other's row lock

@@ -582,19 +582,22 @@ class SyncRun:
         is safe: the next run's create finds the object, see Target)."""
         self._links[link.object_id] = link
         self._unsaved.append(link)
-        if len(self._unsaved) >= LINKS_PER_TRANSACTION:
-            self._save_links()
 
     def _save_links(self) -> None:
+        """The links kept so far, and the audit log of the same writes: a run killed after
+        this shows what it did (interrupted runs are counted from their logged items)."""
         if self._unsaved:
             self.store.save_links(self.user.id, self.target.name, self._unsaved)
             self._unsaved = []
+        self._log_items()
 
     def _on_write(self, report: RunReport, retry: list[WriteOp],
                   result: WriteResult) -> None:
         self._written += 1
         self._tick("close", min(self._written, self._total), self._total)
         follow_up = self._after_write(report, result)
+        if len(self._unsaved) >= LINKS_PER_TRANSACTION:  # after the write's audit item
+            self._save_links()
         if follow_up is not None:
             retry.append(follow_up)
 
