@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,6 +90,8 @@ class Bench:
             server.stop()
         if self.pg is not None:
             self.pg.stop()
+        if not self.args.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # ------------------------------------------------------------ hostile input
     def hostile(self, db: str) -> None:
@@ -406,6 +409,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="appointments the killed close pushes (one kill per batch of 50)")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--json", type=Path, default=Path("bench/results-reliability.json"))
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the working directory (databases, server logs)")
     parser.add_argument("--fail-on-miss", action="store_true",
                         help="exit 2 when the p99 target is missed (a wrong answer exits 1)")
     args = parser.parse_args(argv)
