@@ -4,6 +4,7 @@ keeps every row and is served to a phone, which can write into it."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def test_a_database_of_the_first_schema_is_upgraded_on_start_and_served(db_url, 
         REPO / "radicale.conf", db_url, "127.0.0.1", 0,
         overrides={"auth": {"delay": "0.01"}, "logging": {"level": "warning"}})
     server = Server(configuration, ("127.0.0.1", 0)).start()  # migrates, as `serve` does
+    stack = contextlib.ExitStack()
     try:
         store = server.store
         with store.reading() as conn:
@@ -90,6 +92,7 @@ def test_a_database_of_the_first_schema_is_upgraded_on_start_and_served(db_url, 
 
         phone = caldav.DAVClient(url=server.url, username="alice",
                                  password=PASSWORDS["alice"])
+        stack.callback(phone.close)  # no keep-alive connection left for stop() to wait on
         [calendar] = phone.principal().calendars()
         served = {str(e.icalendar_component["UID"]): e for e in calendar.events()}
         assert set(served) == {"weekly", rows["calendar_objects"][0]["uid"]}
@@ -111,6 +114,7 @@ def test_a_database_of_the_first_schema_is_upgraded_on_start_and_served(db_url, 
         store.finish_run(run, "ok", "", {})
         assert [r.id for r in store.sync_runs(alice.id)] == [run]
     finally:
+        stack.close()
         server.stop()
 
 
