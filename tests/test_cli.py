@@ -63,14 +63,14 @@ def test_import_reports_added_updated_rejected(db_url, tmp_path):
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n"
         f"BEGIN:VEVENT\r\nUID:imp-1\r\nDTSTART:{day:%Y%m%d}T090000Z\r\n"
         f"DTEND:{day:%Y%m%d}T100000Z\r\nSUMMARY:Premier\r\nEND:VEVENT\r\n"
-        f"BEGIN:VEVENT\r\nUID:imp-2\r\nDTSTART:{day:%Y%m%d}T110000Z\r\n"
-        f"DTEND:{day:%Y%m%d}T100000Z\r\nSUMMARY:A l'envers\r\nEND:VEVENT\r\n"
+        f"BEGIN:VEVENT\r\nUID:imp-2\r\n"
+        f"DTEND:{day:%Y%m%d}T100000Z\r\nSUMMARY:Sans debut\r\nEND:VEVENT\r\n"
         "BEGIN:VTODO\r\nUID:todo-1\r\nSUMMARY:Tache\r\nEND:VTODO\r\n"
         "END:VCALENDAR\r\n", encoding="utf-8")
     first = run(db_url, "agenda", "import", "--user", "fred", str(ics))
     assert first.returncode == 0
     assert "1 added, 0 updated, 2 rejected" in first.stdout
-    assert "imp-2: the event ends before it starts" in first.stdout
+    assert "imp-2: a VEVENT has no DTSTART" in first.stdout
     ics.write_text(ics.read_text().replace("Premier", "Premier (modifié)"), encoding="utf-8")
     second = run(db_url, "agenda", "import", "--user", "fred", str(ics))
     assert "0 added, 1 updated" in second.stdout
