@@ -25,6 +25,7 @@ from icalendar import Calendar
 from bridge.ical.render import etag_of
 from bridge.ical.repair import REPAIRS
 
+HORIZON = timedelta(days=360)  # Gestan materialises a year ahead; compared a bit less
 MONDAY = date.today() + timedelta(days=14 + (7 - date.today().weekday()) % 7)
 WINDOW = (date.today() - timedelta(days=2), date.today() + timedelta(days=400))
 
@@ -91,7 +92,8 @@ def _utc(value: date, tz: str) -> datetime:
 
 def agenda_expected(text: str, tz: str) -> list[tuple]:
     """The Rendez-vous Gestan must hold for ``text``: recurring-ical-events' occurrences as
-    instants (floating times and dates in the user's zone) that have not ended yet."""
+    instants (floating times and dates in the user's zone) that have not ended yet and
+    start within HORIZON."""
     now = datetime.now(UTC).replace(tzinfo=None)
     found = []
     for component in recurring_ical_events.of(Calendar.from_ical(text)).between(*WINDOW):
@@ -99,18 +101,20 @@ def agenda_expected(text: str, tz: str) -> list[tuple]:
         entry = (_utc(start, tz), _utc(end, tz), not isinstance(start, datetime),
                  str(component.get("SUMMARY", "")),
                  str(component.get("STATUS", "CONFIRMED")).upper())
-        if entry[1] > now:
+        if entry[1] > now and entry[0] < now + HORIZON:
             found.append(entry)
     return sorted(found)
 
 
 def agenda_of(server, login: str, href: str) -> list[tuple]:
-    """What Gestan's agenda holds for the object at ``href`` (not ended yet)."""
+    """What Gestan's agenda holds for the object at ``href`` (not ended yet, starting
+    within HORIZON)."""
     user = server.store.user(login)
     stored = server.store.calendar_object(user.id, href)
     now = datetime.now(UTC).replace(tzinfo=None)
     return sorted((a.event.start, a.event.end, a.event.all_day, a.event.subject, a.event.status)
-                  for a in server.store.agenda(login, now, None) if a.object_id == stored.id)
+                  for a in server.store.agenda(login, now, now + HORIZON)
+                  if a.object_id == stored.id)
 
 
 @dataclass
@@ -244,6 +248,33 @@ def test_this_and_future_applies_to_every_later_occurrence(server):
     assert served["RECURRENCE-ID"].params["RANGE"] == "THISANDFUTURE"
     subjects = [a[3] for a in agenda_of(server, "alice", "future.ics")]
     assert subjects == ["Weekly"] * 2 + ["Weekly (afternoon)"] * 4
+
+
+def test_occurrences_of_a_this_and_future_series_deleted_in_gestan(server):
+    """Gestan deletes the occurrence that carries RANGE=THISANDFUTURE and a later one: the
+    phone sees both as EXDATEs, and the later occurrences keep the change."""
+    def series(*exdates: int) -> str:
+        excluded = [f"EXDATE;TZID=Europe/Paris:{day(n)}T100000" for n in exdates]
+        return vcalendar(
+            paris_weekly("future-gestan", *excluded, count=6),
+            vevent("future-gestan",
+                   f"RECURRENCE-ID;RANGE=THISANDFUTURE;TZID=Europe/Paris:{day(14)}T100000",
+                   f"DTSTART;TZID=Europe/Paris:{day(14)}T140000",
+                   f"DTEND;TZID=Europe/Paris:{day(14)}T150000", "SUMMARY:Afternoon"))
+
+    put_and_get(server, "future-gestan", series())
+    stored = server.store.calendar_object(server.store.user("alice").id, "future-gestan.ics")
+    doomed = {_utc(datetime.combine(MONDAY + timedelta(days=n), time(14)), "Europe/Paris")
+              for n in (14, 28)}
+    for action in server.store.agenda("alice"):
+        if action.object_id == stored.id and action.event.start in doomed:
+            server.store.delete_action("alice", action.id)
+    served = requests.get(server.calendar_url("alice") + "future-gestan.ics",
+                          auth=("alice", "alice")).text
+    assert occurrences(served) == occurrences(series(14, 28)), served
+    assert [o[2] for o in occurrences(served)] == ["Weekly"] * 2 + ["Afternoon"] * 2
+    assert agenda_of(server, "alice", "future-gestan.ics") == agenda_expected(
+        series(14, 28), "Europe/Paris")
 
 
 def test_an_override_left_behind_by_a_cut_series_shows_nothing(server):

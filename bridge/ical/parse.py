@@ -1,7 +1,9 @@
 """iCalendar text → :class:`ParsedObject`, refusing what Gestan cannot store with a reason.
 
 Every refusal is an :class:`InvalidObject` carrying an HTTP status: the CalDAV layer answers
-it as is and the database is never touched.
+it as is and the database is never touched. What real clients send that can be read as
+recurring-ical-events reads it is repaired instead (:mod:`bridge.ical.repair`), and the
+repairs are listed in :attr:`ParsedObject.repairs`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dateutil import rrule as dateutil_rrule
 from icalendar import Calendar, Component, Event
 
 from bridge.ical import reading, repair
-from bridge.ical.model import EventData, InvalidObject, ParsedObject
+from bridge.ical.model import EventData, InvalidObject, ParsedObject, Repair
 from bridge.ical.timezones import is_iana, rid_key
 
 MAX_OBJECT_BYTES = 512 * 1024
@@ -93,9 +95,9 @@ def _interpret(calendar: Calendar, default_tz: str) -> ParsedObject:
     master_component = masters[0]
     if len(events) > MAX_OVERRIDES + 1:
         raise InvalidObject(f"more than {MAX_OVERRIDES} overridden occurrences")
-    repairs += repair.repair_times(events)
     recurring = any(p in master_component for p in ("RRULE", "RDATE"))
     if recurring:
+        repairs += repair.repair_rules(master_component)
         _check_rrule(master_component)
     elif len(events) > 1:
         raise InvalidObject("RECURRENCE-ID on an event that has no RRULE or RDATE")
@@ -104,15 +106,15 @@ def _interpret(calendar: Calendar, default_tz: str) -> ParsedObject:
     if len(events) > MAX_OVERRIDES + 1:
         raise InvalidObject(f"more than {MAX_OVERRIDES} overridden occurrences")
     recurring = any(p in master_component for p in ("RRULE", "RDATE"))
-    master = event_from_component(master_component, default_tz, keep_recurrence=True)
+    master = event_from_component(master_component, default_tz, keep_recurrence=True,
+                                  repairs=repairs)
+    kind = series_kind(master_component)
     override_data = []
     seen = set()
     for component in events:
         if component is master_component:
             continue
-        # an override keeps what it came with (an RRULE copy says it is an older version
-        # of the series, recurring-ical-events reads it so)
-        event = event_from_component(component, default_tz, keep_recurrence=True)
+        event = override_from_component(component, kind, default_tz, repairs)
         if event.recurrence_id in seen:
             raise InvalidObject(f"occurrence {event.recurrence_id} overridden twice")
         seen.add(event.recurrence_id)
@@ -141,13 +143,39 @@ def without_iana_vtimezones(text: str) -> str:
     return _VTIMEZONE.sub(drop, text)
 
 
+def series_kind(master: Component) -> str:
+    """The kind (:func:`bridge.ical.reading.kind`) of a series' occurrences."""
+    return reading.kind(reading.ordered(*reading.raw_times(master))[0])
+
+
+def override_from_component(component: Component, series: str, default_tz: str,
+                            repairs: list[Repair] | None = None) -> EventData:
+    """An override as received: it keeps what it came with (an RRULE copy says it is an
+    older version of the series, recurring-ical-events reads it so), and a RECURRENCE-ID
+    of another kind than the series' (``series``: :func:`series_kind`), one that names no
+    occurrence, stays as written: it is read by its spelling (recurring-ical-events matches
+    wall-clock times, and a THISANDFUTURE override moves later occurrences by it)."""
+    rid = reading.decoded(component, "RECURRENCE-ID")
+    return event_from_component(component, default_tz, keep_recurrence=True, repairs=repairs,
+                                keep_rid=reading.kind(rid) != series)
+
+
 def event_from_component(component: Component, default_tz: str,
-                         keep_recurrence: bool = False) -> EventData:
+                         keep_recurrence: bool = False,
+                         repairs: list[Repair] | None = None,
+                         keep_rid: bool = False) -> EventData:
     """One VEVENT as columns + extras. ``keep_recurrence``: RRULE & co. go to the extras.
 
     Times are read as :mod:`bridge.ical.reading` says; a DTSTART and end of different kinds
-    also stay in the extras as written, so that they are served back as they came."""
+    also stay in the extras as written, so that they are served back as they came. With
+    ``repairs``, times no calendar can hold as written are repaired in ``component`` first
+    (:func:`bridge.ical.repair.repair_times`) and the repairs added there."""
     start_value, end_value = reading.raw_times(component)
+    if repairs is not None:
+        fixed = repair.repair_times(component, start_value, end_value)
+        if fixed:
+            repairs += fixed
+            start_value, end_value = reading.raw_times(component)
     written = reading.as_written(start_value, end_value)
     start, end, tzid, all_day = reading.instants(start_value, end_value, default_tz)
     recurrence_id = None
@@ -170,6 +198,8 @@ def event_from_component(component: Component, default_tz: str,
     skip = set(_COLUMN_PROPS)
     if written:
         skip.difference_update(reading.TIME_PROPS)
+    if keep_rid:
+        skip.discard("RECURRENCE-ID")
     if not isinstance(component.get("CONTACT", ""), list):
         skip.add("CONTACT")
     if not keep_recurrence:

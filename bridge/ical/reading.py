@@ -22,15 +22,19 @@ TIME_PROPS = ("DTSTART", "DTEND", "DURATION")
 
 def decoded(component: Component, name: str):
     """A property's value (a date, date-time, duration...), None when absent."""
+    prop = component.get(name)
+    if prop is None:
+        return None
+    if isinstance(prop, list):
+        raise InvalidObject(f"{name} appears more than once")
+    value = getattr(prop, "dt", None)  # parsed already: the common case, read directly
+    if value is not None:
+        return value
     try:
         value = component.decoded(name, None)
     except Exception as exc:
         raise InvalidObject(f"invalid {name}: {exc}") from exc
-    if isinstance(value, list):
-        raise InvalidObject(f"{name} appears more than once")
-    if hasattr(value, "dt"):
-        value = value.dt
-    return value
+    return getattr(value, "dt", value)
 
 
 def _moment(component: Component, name: str) -> date:

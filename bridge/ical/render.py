@@ -107,11 +107,12 @@ def _vevent(uid: str, event: EventData, default_tz: str, stamp: datetime, tzids:
                 vevent[name] = value
         for component in extra.subcomponents:
             vevent.add_component(component)
-        for value in vevent.values():
-            for item in value if isinstance(value, list) else [value]:
-                tzid = getattr(item, "params", {}).get("TZID")
-                if tzid:
-                    tzids.add(str(tzid))
+        if "TZID=" in event.extra_ics:
+            for value in extra.values():
+                for item in value if isinstance(value, list) else [value]:
+                    tzid = getattr(item, "params", {}).get("TZID")
+                    if tzid:
+                        tzids.add(str(tzid))
     exdates = sorted(exdates)
     if exdates:
         vevent.add("EXDATE", [_rid(key, event, default_tz) for key in exdates])

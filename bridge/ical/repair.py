@@ -83,33 +83,38 @@ def repair_versions(calendar: Calendar) -> tuple[list[Repair], list[Component]]:
     return repairs, extras
 
 
-def repair_times(events: Iterable[Component]) -> list[Repair]:
-    """An end before the start (swapped, as recurring-ical-events reads it), a DATE beside
-    a date-time DTSTART or DTEND (the date becomes that midnight, as it reads it; Radicale
-    cannot even index it), and an RRULE COUNT of zero or less beside an UNTIL (the COUNT is
-    ignored, the UNTIL ends the rule)."""
+def repair_times(component: Component, start: date, end: date) -> list[Repair]:
+    """A DATE beside a date-time DTSTART or DTEND (the date becomes that midnight, as
+    recurring-ical-events reads it; Radicale cannot even index it), and an end before the
+    start (swapped, as it reads it). ``start`` and ``end`` are the times as written
+    (:func:`bridge.ical.reading.raw_times`); read them again after a repair."""
     repairs = []
-    for component in events:
+    if "DTEND" in component and isinstance(start, datetime) != isinstance(end, datetime):
+        first, last = reading.comparable(start, end)
+        name, was, value = (("DTEND", end, last) if isinstance(start, datetime)
+                            else ("DTSTART", start, first))
+        component[name] = vDDDTypes(value)
+        repairs.append(Repair(DATE_MADE_TIME, f"{name} {_text(was)} beside a date-time: "
+                              f"written as {_text(value)}"))
         start, end = reading.raw_times(component)
-        if "DTEND" in component and isinstance(start, datetime) != isinstance(end, datetime):
-            first, last = reading.comparable(start, end)
-            name, was, value = (("DTEND", end, last) if isinstance(start, datetime)
-                                else ("DTSTART", start, first))
-            component[name] = vDDDTypes(value)
-            repairs.append(Repair(DATE_MADE_TIME, f"{name} {_text(was)} beside a date-time: "
-                                  f"written as {_text(value)}"))
-            start, end = reading.raw_times(component)
-        if reading.ordered(start, end)[2]:
-            _swap(component, end)
-            repairs.append(Repair(SWAPPED, f"the event at {_text(start)} ended at "
-                                  f"{_text(end)}: start and end swapped"))
-        rules = component.get("RRULE")
-        for rule in rules if isinstance(rules, list) else [rules] if rules else []:
-            count = rule.get("COUNT")
-            if count and rule.get("UNTIL") and not _positive(count[0]):
-                del rule["COUNT"]
-                repairs.append(Repair(COUNT_IGNORED, f"RRULE COUNT={count[0]} beside UNTIL: "
-                                      "the UNTIL ends the series"))
+    if reading.ordered(start, end)[2]:
+        _swap(component, end)
+        repairs.append(Repair(SWAPPED, f"the event at {_text(start)} ended at {_text(end)}: "
+                              "start and end swapped"))
+    return repairs
+
+
+def repair_rules(master: Component) -> list[Repair]:
+    """An RRULE COUNT of zero or less beside an UNTIL: the COUNT is ignored (the UNTIL ends
+    the rule), where recurring-ical-events would end the series at once or fail."""
+    repairs = []
+    rules = master.get("RRULE")
+    for rule in rules if isinstance(rules, list) else [rules] if rules else []:
+        count = rule.get("COUNT")
+        if count and rule.get("UNTIL") and not _positive(count[0]):
+            del rule["COUNT"]
+            repairs.append(Repair(COUNT_IGNORED, f"RRULE COUNT={count[0]} beside UNTIL: "
+                                  "the UNTIL ends the series"))
     return repairs
 
 
@@ -177,7 +182,7 @@ class _Rule:
     def __init__(self, master: Component, default_tz: str) -> None:
         self.master = master
         self.default_tz = default_tz
-        self.start = reading.comparable(*reading.raw_times(master))[0]
+        self.start = reading.ordered(*reading.raw_times(master))[0]
         self._query = None
 
     def changed(self) -> None:
@@ -233,33 +238,45 @@ class _Rule:
             value = value.replace(tzinfo=zone(self.default_tz))
         return value.astimezone(like.tzinfo)
 
-    def candidates(self, rid: date) -> tuple[list[date], bool]:
-        """Values of DTSTART's kind the RECURRENCE-ID may name, most likely first, and
-        whether they must be occurrences of the rule to be taken (when a DATE is involved,
-        or a floating series is named by an instant); the others mean one instant, as
-        recurring-ical-events matches them."""
+    def candidates(self, rid: date) -> list[date]:
+        """Values of DTSTART's kind the RECURRENCE-ID may name, most likely first: the same
+        instant, then what recurring-ical-events matches (it compares wall-clock times and
+        UTC times across zones), then the occurrence on the day a DATE names."""
         like = self.start
         if not isinstance(like, datetime):
             if not isinstance(rid, datetime):
-                return [], False
+                return []
             if rid.tzinfo is None:
-                return [rid.date()], True
+                return [rid.date()]
             wall, utc = rid.replace(tzinfo=None), rid.astimezone(UTC).replace(tzinfo=None)
             midnight = [v.date() for v in (utc, wall) if v.time() == time()]
             local = rid.astimezone(zone(self.default_tz)).date()
-            return _unique([*midnight, local, wall.date(), utc.date()]), True
+            return _unique([*midnight, local, wall.date(), utc.date()])
         if not isinstance(rid, datetime):
+            midnight = datetime.combine(rid, time())
             starts = self.starts_on(rid)
             at_start_time = [s for s in starts if s.time() == like.time()]
-            return _unique([*at_start_time, *starts]), True
+            return _unique([*self._same_clock([midnight]), *at_start_time, *starts])
+        clocks = [rid.replace(tzinfo=None)]
+        if rid.tzinfo is not None:
+            clocks.append(rid.astimezone(UTC).replace(tzinfo=None))
         if like.tzinfo is None:
-            if rid.tzinfo is None:
-                return [], False
-            return _unique([rid.replace(tzinfo=None), rid.astimezone(UTC).replace(tzinfo=None),
-                            rid.astimezone(zone(self.default_tz)).replace(tzinfo=None)]), True
-        if rid.tzinfo is None:
-            return [rid.replace(tzinfo=like.tzinfo)], False
-        return [rid.astimezone(like.tzinfo)], False
+            if rid.tzinfo is not None:
+                clocks.append(rid.astimezone(zone(self.default_tz)).replace(tzinfo=None))
+            return _unique(clocks)
+        same_instant = [rid.astimezone(like.tzinfo)] if rid.tzinfo is not None else []
+        return _unique([*same_instant, *self._same_clock(clocks)])
+
+    def _same_clock(self, clocks: list[datetime]) -> list[datetime]:
+        """Zoned values whose wall-clock or UTC time is one of ``clocks`` (naive)."""
+        tz = self.start.tzinfo
+        if tz is None:
+            return clocks
+        found = []
+        for clock in clocks:
+            found.append(clock.replace(tzinfo=tz))
+            found.append(clock.replace(tzinfo=UTC).astimezone(tz))
+        return found
 
 
 def _rewrite_rid(component: Component, rule: _Rule, repairs: list[Repair]) -> None:
@@ -270,8 +287,7 @@ def _rewrite_rid(component: Component, rule: _Rule, repairs: list[Repair]) -> No
     if isinstance(rid, datetime) and isinstance(rule.start, datetime) and "" in (
             reading.kind(rid), reading.kind(rule.start)):
         return  # a custom VTIMEZONE: the instant is matched as it is
-    candidates, must_occur = rule.candidates(rid)
-    chosen = next((c for c in candidates if not must_occur or rule.occurs(c)), None)
+    chosen = next((c for c in rule.candidates(rid) if rule.occurs(c)), None)
     if chosen is None:
         return  # it names no occurrence: read as recurring-ical-events reads it
     old = component["RECURRENCE-ID"]

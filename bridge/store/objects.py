@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from bridge.ical import series as ical_series
 from bridge.ical.model import EventData, ParsedObject
-from bridge.ical.parse import event_from_component
+from bridge.ical.parse import event_from_component, override_from_component, series_kind
 from bridge.ical.render import etag_of, render_object
 from bridge.ical.timezones import now_utc, rid_key
 from bridge.store.records import Action, ActionType, StoredObject, User, event_columns
@@ -276,13 +276,14 @@ def _render_series(row, user: User, object_actions: list[Action]) -> str:
     events = [c for c in source.subcomponents if c.name == "VEVENT"]
     master_component = next(c for c in events if "RECURRENCE-ID" not in c)
     master = event_from_component(master_component, tz, keep_recurrence=True)
+    kind = series_kind(master_component)
     live = {a.recurrence_id: a for a in object_actions if not a.deleted and a.recurrence_id}
     deleted = {a.recurrence_id for a in object_actions if a.deleted and a.recurrence_id} - set(live)
     received: dict[str, EventData] = {}
     future: set[str] = set()
     for component in events:
         if "RECURRENCE-ID" in component:
-            event = event_from_component(component, tz, keep_recurrence=True)
+            event = override_from_component(component, kind, tz)
             received[event.recurrence_id] = event
             if str(component["RECURRENCE-ID"].params.get("RANGE", "")).upper() == \
                     "THISANDFUTURE":
