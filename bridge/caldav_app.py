@@ -32,6 +32,7 @@ from bridge.fast_report import FastReports
 from bridge.http_sync import PREFIX as SYNC_PREFIX
 from bridge.http_sync import SyncTrigger
 from bridge.ical import InvalidObject, parse_object
+from bridge.ical.repair import note as note_repairs
 from plugins.common import CALENDAR_NAME, store_for
 
 
@@ -216,11 +217,19 @@ class GestanApplication(radicale.Application):
         try:
             body = self._read_body(environ)
             owner = self.store.require_user(parts[0])
-            parse_object(body, owner.timezone)
+            parsed = parse_object(body, owner.timezone)
         except InvalidObject as exc:
             return refusal(exc.status, exc.reason)
-        _put_back(environ, body)
-        return super().do_PUT(environ, base_prefix, path, user, user_groups, request_info)
+        # a repaired object goes on as repaired (Radicale refuses some shapes we repair)
+        _put_back(environ, parsed.repaired_ics.encode() if parsed.repaired_ics else body)
+        answer = super().do_PUT(environ, base_prefix, path, user, user_groups, request_info)
+        if parsed.repairs and answer[0] < 300:
+            note_repairs(path, parsed.repairs)
+            # RFC 4791 5.3.4: no ETag for what is stored otherwise than sent, so the phone
+            # fetches the repaired version instead of keeping its own
+            status, headers, *rest = answer
+            answer = (status, {k: v for k, v in headers.items() if k != "ETag"}, *rest)
+        return answer
 
     def _read_body(self, environ) -> bytes:
         try:

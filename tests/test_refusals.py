@@ -31,8 +31,11 @@ BAD_BODIES = {
     "vtodo": (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VTODO\r\nUID:t\r\n"
               b"SUMMARY:x\r\nEND:VTODO\r\nEND:VCALENDAR\r\n", 403, "VTODO"),
     "vcard": (b"BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Jean\r\nEND:VCARD\r\n", 415, "vCard"),
-    "end-before-start": (event(end=f"DTEND;TZID=Europe/Paris:{DAY:%Y%m%d}T080000").encode(),
-                         400, "ends before it starts"),
+    "vjournal": (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VJOURNAL\r\nUID:j\r\n"
+                 b"SUMMARY:x\r\nEND:VJOURNAL\r\nEND:VCALENDAR\r\n", 403, "VJOURNAL"),
+    # an end before the start is repaired now (tests/test_fidelity.py); a COUNT of zero
+    # with no UNTIL to end the series is still no series
+    "count-zero": (event("RRULE:FREQ=DAILY;COUNT=0\r\n").encode(), 400, "COUNT"),
     "unknown-tzid": (event(start=f"DTSTART;TZID=Mars/Olympus:{DAY:%Y%m%d}T100000",
                            end=f"DTEND;TZID=Mars/Olympus:{DAY:%Y%m%d}T110000").encode(),
                      400, "unknown TZID"),

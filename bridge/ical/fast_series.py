@@ -16,11 +16,13 @@ from datetime import UTC, date, datetime, timedelta
 from dateutil import rrule
 from icalendar import Calendar, Component
 
+from bridge.ical import reading
 from bridge.ical.model import EventData
 from bridge.ical.parse import event_from_component
 from bridge.ical.timezones import rid_key, to_utc, zone
 
 _UNSUPPORTED = ("EXRULE",)
+_RECURRENCE_PROPS = ("RRULE", "RDATE", "EXDATE", "EXRULE")
 _DATE_KEY, _TIME_KEY = "%Y%m%d", "%Y%m%dT%H%M%SZ"
 
 
@@ -48,6 +50,15 @@ def _local(value, kind: type, tz) -> datetime | date | None:
     return value.astimezone(tz)
 
 
+def _special(override: Component) -> bool:
+    """An override recurring-ical-events reads otherwise than as one occurrence as written:
+    one with RANGE=THISANDFUTURE, one carrying rules (an older version of the series, hidden
+    when its occurrence is no longer the rule's), one with times of two kinds."""
+    rid = override["RECURRENCE-ID"]
+    return ("RANGE" in rid.params or any(n in override for n in _RECURRENCE_PROPS)
+            or not reading.one_kind(*reading.raw_times(override)))
+
+
 def expand(calendar: Calendar, start: datetime, end: datetime, default_tz: str
            ) -> list[EventData] | None:
     """Occurrences overlapping [start, end) (naive UTC), or None for a series of another
@@ -67,7 +78,10 @@ def expand(calendar: Calendar, start: datetime, end: datetime, default_tz: str
                 isinstance(begin, datetime) and finish.tzinfo != begin.tzinfo):
             return None
     elif "DURATION" in master:
-        finish = begin + master.decoded("DURATION")
+        duration = master.decoded("DURATION")
+        if type(begin) is date and duration.seconds:
+            return None  # a day plus hours: floating date-times (bridge.ical.reading)
+        finish = begin + duration
     else:
         finish = begin + timedelta(days=1) if type(begin) is date else begin
     kind = date if type(begin) is date else datetime
@@ -83,6 +97,8 @@ def expand(calendar: Calendar, start: datetime, end: datetime, default_tz: str
             return None
     template = event_from_component(master, default_tz)
     length = finish - begin
+    if length < timedelta(0):
+        return None
     # dateutil wants naive dates as midnights and an aware UNTIL in UTC
     dtstart = datetime.combine(begin, datetime.min.time()) if kind is date else begin
     try:
@@ -110,6 +126,8 @@ def expand(calendar: Calendar, start: datetime, end: datetime, default_tz: str
     for component in events:
         if component is master:
             continue
+        if _special(component):
+            return None
         event = event_from_component(component, default_tz)
         if event.recurrence_id in excluded:
             continue  # an override of a deleted occurrence is not shown (as r-i-e does)

@@ -46,6 +46,18 @@ class EventData:
         return replace(self, **changes)
 
 
+@dataclass(frozen=True)
+class Repair:
+    """One change made to what a client sent so that it can be stored (bridge.ical.repair):
+    ``kind`` names the rule (it is what is counted), ``detail`` says what was changed."""
+
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
 @dataclass
 class ParsedObject:
     """A validated calendar object: one single event, or a series master with its overrides."""
@@ -55,6 +67,11 @@ class ParsedObject:
     overrides: list[EventData] = field(default_factory=list)
     # Series only: the VCALENDAR (master + overrides) normalised, kept as the series source.
     series_ics: str | None = None
+    # What was repaired in the text received (logged and counted by the caller, who knows
+    # the object's href), and the repaired VCALENDAR (None when nothing was): what is
+    # stored, and served back, is the repaired object.
+    repairs: list[Repair] = field(default_factory=list)
+    repaired_ics: str | None = None
 
     @property
     def is_series(self) -> bool:

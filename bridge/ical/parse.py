@@ -1,27 +1,25 @@
 """iCalendar text → :class:`ParsedObject`, refusing what Gestan cannot store with a reason.
 
 Every refusal is an :class:`InvalidObject` carrying an HTTP status: the CalDAV layer answers
-it as is and the database is never touched.
+it as is and the database is never touched. What real clients send that can be read as
+recurring-ical-events reads it is repaired instead (:mod:`bridge.ical.repair`), and the
+repairs are listed in :attr:`ParsedObject.repairs`.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from dateutil import rrule as dateutil_rrule
 from icalendar import Calendar, Component, Event
 
 from bridge.config import max_content_length
-from bridge.ical.model import EventData, InvalidObject, ParsedObject
+from bridge.ical import reading, repair
+from bridge.ical.model import EventData, InvalidObject, ParsedObject, Repair
 from bridge.ical.timezones import (
-    ONE_DAY,
-    date_to_utc,
-    iana_name,
     is_iana,
     rid_key,
-    to_utc,
-    zone,
 )
 
 MAX_TEXT = {"SUMMARY": 1000, "LOCATION": 1000, "CONTACT": 1000, "DESCRIPTION": 64 * 1024}
@@ -93,30 +91,42 @@ def _interpret(calendar: Calendar, default_tz: str) -> ParsedObject:
     uid = uids.pop()
     if len(uid) > 255:
         raise InvalidObject("UID longer than 255 characters")
+    repairs, extras = repair.repair_versions(calendar)
+    events = [c for c in calendar.subcomponents if c.name == "VEVENT"]
     masters = [e for e in events if "RECURRENCE-ID" not in e]
     if len(masters) != 1:
         raise InvalidObject(f"expected one VEVENT without RECURRENCE-ID, found {len(masters)}")
     master_component = masters[0]
-    overrides = [e for e in events if "RECURRENCE-ID" in e]
-    if len(overrides) > MAX_OVERRIDES:
+    if len(events) > MAX_OVERRIDES + 1:
         raise InvalidObject(f"more than {MAX_OVERRIDES} overridden occurrences")
-
     recurring = any(p in master_component for p in ("RRULE", "RDATE"))
-    master = event_from_component(master_component, default_tz, keep_recurrence=True)
     if recurring:
+        repairs += repair.repair_rules(master_component)
         _check_rrule(master_component)
-    elif overrides:
+    elif len(events) > 1:
         raise InvalidObject("RECURRENCE-ID on an event that has no RRULE or RDATE")
+    repairs += repair.repair_occurrences(calendar, master_component, extras, default_tz)
+    events = [c for c in calendar.subcomponents if c.name == "VEVENT"]
+    if len(events) > MAX_OVERRIDES + 1:
+        raise InvalidObject(f"more than {MAX_OVERRIDES} overridden occurrences")
+    recurring = any(p in master_component for p in ("RRULE", "RDATE"))
+    master = event_from_component(master_component, default_tz, keep_recurrence=True,
+                                  repairs=repairs)
+    kind = series_kind(master_component)
     override_data = []
     seen = set()
-    for component in overrides:
-        event = event_from_component(component, default_tz)
+    for component in events:
+        if component is master_component:
+            continue
+        event = override_from_component(component, kind, default_tz, repairs)
         if event.recurrence_id in seen:
             raise InvalidObject(f"occurrence {event.recurrence_id} overridden twice")
         seen.add(event.recurrence_id)
         override_data.append(event)
     series_ics = _series_text(calendar, events) if recurring else None
-    return ParsedObject(uid=uid, master=master, overrides=override_data, series_ics=series_ics)
+    repaired = calendar.to_ical(sorted=False).decode("utf-8") if repairs else None
+    return ParsedObject(uid=uid, master=master, overrides=override_data, series_ics=series_ics,
+                        repairs=repairs, repaired_ics=repaired)
 
 
 _VTIMEZONE = re.compile(r"BEGIN:VTIMEZONE\r?\n.*?END:VTIMEZONE\r?\n", re.S | re.I)
@@ -137,32 +147,41 @@ def without_iana_vtimezones(text: str) -> str:
     return _VTIMEZONE.sub(drop, text)
 
 
+def series_kind(master: Component) -> str:
+    """The kind (:func:`bridge.ical.reading.kind`) of a series' occurrences."""
+    return reading.kind(reading.ordered(*reading.raw_times(master))[0])
+
+
+def override_from_component(component: Component, series: str, default_tz: str,
+                            repairs: list[Repair] | None = None) -> EventData:
+    """An override as received: it keeps what it came with (an RRULE copy says it is an
+    older version of the series, recurring-ical-events reads it so), and a RECURRENCE-ID
+    of another kind than the series' (``series``: :func:`series_kind`), one that names no
+    occurrence, stays as written: it is read by its spelling (recurring-ical-events matches
+    wall-clock times, and a THISANDFUTURE override moves later occurrences by it)."""
+    rid = reading.decoded(component, "RECURRENCE-ID")
+    return event_from_component(component, default_tz, keep_recurrence=True, repairs=repairs,
+                                keep_rid=reading.kind(rid) != series)
+
+
 def event_from_component(component: Component, default_tz: str,
-                         keep_recurrence: bool = False) -> EventData:
-    """One VEVENT as columns + extras. ``keep_recurrence``: RRULE & co. go to the extras."""
-    start_value = _decoded(component, "DTSTART")
-    if start_value is None:
-        raise InvalidObject("a VEVENT has no DTSTART")
-    all_day = not isinstance(start_value, datetime)
-    start, tzid = _instant(component, "DTSTART", start_value, default_tz)
-    if "DTEND" in component:
-        end_value = _decoded(component, "DTEND")
-        if isinstance(end_value, datetime) == all_day:
-            raise InvalidObject("DTSTART and DTEND must both be dates or both date-times")
-        end, _ = _instant(component, "DTEND", end_value, default_tz)
-    elif "DURATION" in component:
-        duration = _decoded(component, "DURATION")
-        if not isinstance(duration, timedelta):
-            raise InvalidObject("DURATION is not a duration")
-        try:
-            end_local = start_value + duration
-            end, _ = _instant(component, "DTSTART", end_local, default_tz)
-        except OverflowError:
-            raise InvalidObject("DURATION ends beyond the year 9999") from None
-    else:
-        end = date_to_utc(start_value + ONE_DAY, tzid) if all_day else start
-    if end < start:
-        raise InvalidObject("the event ends before it starts")
+                         keep_recurrence: bool = False,
+                         repairs: list[Repair] | None = None,
+                         keep_rid: bool = False) -> EventData:
+    """One VEVENT as columns + extras. ``keep_recurrence``: RRULE & co. go to the extras.
+
+    Times are read as :mod:`bridge.ical.reading` says; a DTSTART and end of different kinds
+    also stay in the extras as written, so that they are served back as they came. With
+    ``repairs``, times no calendar can hold as written are repaired in ``component`` first
+    (:func:`bridge.ical.repair.repair_times`) and the repairs added there."""
+    start_value, end_value = reading.raw_times(component)
+    if repairs is not None:
+        fixed = repair.repair_times(component, start_value, end_value)
+        if fixed:
+            repairs += fixed
+            start_value, end_value = reading.raw_times(component)
+    written = reading.as_written(start_value, end_value)
+    start, end, tzid, all_day = reading.instants(start_value, end_value, default_tz)
     recurrence_id = None
     if "RECURRENCE-ID" in component:
         recurrence_id = rid_key(_decoded(component, "RECURRENCE-ID"), default_tz)
@@ -181,6 +200,10 @@ def event_from_component(component: Component, default_tz: str,
             raise InvalidObject(f"{name} longer than {limit} characters", 413)
         texts[name] = value
     skip = set(_COLUMN_PROPS)
+    if written:
+        skip.difference_update(reading.TIME_PROPS)
+    if keep_rid:
+        skip.discard("RECURRENCE-ID")
     if not isinstance(component.get("CONTACT", ""), list):
         skip.add("CONTACT")
     if not keep_recurrence:
@@ -193,36 +216,7 @@ def event_from_component(component: Component, default_tz: str,
     )
 
 
-def _decoded(component: Component, name: str):
-    try:
-        value = component.decoded(name, None)
-    except Exception as exc:
-        raise InvalidObject(f"invalid {name}: {exc}") from exc
-    if isinstance(value, list):
-        raise InvalidObject(f"{name} appears more than once")
-    if hasattr(value, "dt"):
-        value = value.dt
-    return value
-
-
-def _instant(component: Component, name: str, value, default_tz: str
-             ) -> tuple[datetime, str | None]:
-    """Naive UTC instant and the zone to keep for a DTSTART/DTEND value."""
-    if not isinstance(value, datetime):
-        if not isinstance(value, date):
-            raise InvalidObject(f"{name} is neither a date nor a date-time")
-        return date_to_utc(value, default_tz), default_tz
-    prop = component.get(name)
-    tzid_param = prop.params.get("TZID") if prop is not None and name in component else None
-    if value.tzinfo is None:
-        if tzid_param:
-            raise InvalidObject(f"unknown TZID {tzid_param!r} in {name}: use an IANA zone name "
-                                "or include its VTIMEZONE")
-        return to_utc(value.replace(tzinfo=zone(default_tz))), None
-    tzid = iana_name(value.tzinfo)
-    # A zone we only know from an embedded VTIMEZONE: keep the instant, show it in the
-    # user's own zone.
-    return to_utc(value), tzid or default_tz
+_decoded = reading.decoded
 
 
 def _extras(component: Component, skip: set[str]) -> str:
@@ -237,12 +231,16 @@ def _extras(component: Component, skip: set[str]) -> str:
 
 
 def _check_rrule(master: Component) -> None:
-    """Refuse rules that would flood the agenda (INTERVAL=0, SECONDLY, > 1000 a year...)."""
-    rules = master.get("RRULE")
-    if rules is None:
-        return
-    if isinstance(rules, list):
-        raise InvalidObject("only one RRULE per event is supported")
+    """Refuse rules that would flood the agenda (INTERVAL=0, SECONDLY, > 1000 a year...).
+
+    Several RRULEs mean the union of their occurrences (RFC 5545 allows it, Outlook and
+    recurring-ical-events read it so): each is checked."""
+    found = master.get("RRULE")
+    for rules in found if isinstance(found, list) else [found] if found is not None else []:
+        _check_one_rule(master, rules)
+
+
+def _check_one_rule(master: Component, rules) -> None:
     freq = (rules.get("FREQ") or [""])[0]
     if freq not in ALLOWED_FREQ:
         raise InvalidObject(f"RRULE FREQ={freq or '?'} is not supported for appointments"

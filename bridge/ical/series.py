@@ -12,9 +12,10 @@ from datetime import UTC, datetime, timedelta
 import recurring_ical_events
 from icalendar import Calendar
 
-from bridge.ical import fast_series
+from bridge.ical import fast_series, reading
 from bridge.ical.model import EventData
 from bridge.ical.parse import event_from_component
+from bridge.ical.timezones import rid_key
 
 _MAX_BOUNDED = 20000
 _SLACK = timedelta(days=1)
@@ -52,11 +53,36 @@ def expand(series_ics: str, start: datetime, end: datetime, default_tz: str,
 
 def expand_general(calendar: Calendar, start: datetime, end: datetime, default_tz: str
                    ) -> list[EventData]:
-    """recurring-ical-events' expansion: any series RFC 5545 allows."""
+    """recurring-ical-events' expansion: any series RFC 5545 allows.
+
+    An occurrence changed by a RANGE=THISANDFUTURE override comes with that override's
+    RECURRENCE-ID: it is keyed on its own original start (the override's move undone)."""
     query = recurring_ical_events.of(calendar)
     window = (start.replace(tzinfo=UTC), end.replace(tzinfo=UTC))
-    return [event_from_component(component, default_tz)
-            for component in query.between(*window)]
+    moves = _future_moves(calendar, default_tz)
+    found = []
+    for component in query.between(*window):
+        event = event_from_component(component, default_tz)
+        move = moves.get(event.recurrence_id) if moves else None
+        if move is not None:
+            original = component.decoded("DTSTART") - move
+            event = event.with_changes(recurrence_id=rid_key(original, default_tz))
+        found.append(event)
+    return found
+
+
+def _future_moves(calendar: Calendar, default_tz: str) -> dict[str | None, timedelta]:
+    """RANGE=THISANDFUTURE overrides by recurrence-id key: how far they move occurrences
+    (DTSTART minus RECURRENCE-ID, as recurring-ical-events moves them)."""
+    moves: dict[str | None, timedelta] = {}
+    for component in calendar.subcomponents:
+        rid = component.get("RECURRENCE-ID") if component.name == "VEVENT" else None
+        if rid is None or str(rid.params.get("RANGE", "")).upper() != "THISANDFUTURE":
+            continue
+        start = reading.ordered(*reading.raw_times(component))[0]
+        start, original = reading.comparable(start, rid.dt)
+        moves[rid_key(rid.dt, default_tz)] = start - original
+    return moves
 
 
 @functools.lru_cache(maxsize=1024)
@@ -71,8 +97,9 @@ def bounds(series_ics: str, default_tz: str) -> tuple[datetime, datetime | None]
     first = min(e.start for e in events) - _SLACK
     master = next(c for c in calendar.subcomponents
                   if c.name == "VEVENT" and "RECURRENCE-ID" not in c)
-    rule = master.get("RRULE")
-    if rule is not None and not (rule.get("COUNT") or rule.get("UNTIL")):
+    rules = master.get("RRULE")
+    rules = rules if isinstance(rules, list) else [rules] if rules is not None else []
+    if any(not (rule.get("COUNT") or rule.get("UNTIL")) for rule in rules):
         return first, None
     last = max(e.end for e in events)
     # a plain series goes the fast way (checked equal to recurring-ical-events)

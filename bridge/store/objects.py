@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from bridge.ical import series as ical_series
 from bridge.ical.model import EventData, ParsedObject
-from bridge.ical.parse import event_from_component
+from bridge.ical.parse import event_from_component, override_from_component, series_kind
 from bridge.ical.render import etag_of, render_object
 from bridge.ical.timezones import now_utc, rid_key
 from bridge.store.records import Action, ActionType, StoredObject, User, event_columns
@@ -270,36 +270,46 @@ def rerender(conn: Connection, user: User, object_id: int, revision: int,
 def _render_series(row, user: User, object_actions: list[Action], open_ended: bool) -> str:
     """Master + overrides rebuilt from the actions (DESIGN.md, "Series").
 
-    An occurrence that differs from what the master generates becomes an override; one
-    deleted in Gestan becomes an EXDATE; overrides of occurrences never materialised (past
-    or beyond the horizon) are kept as received.
+    An occurrence that differs from what the series as received generates becomes an
+    override; one deleted in Gestan becomes an EXDATE; the overrides received are served as
+    they came unless Gestan changed or deleted their occurrence (those never materialised,
+    past or beyond the horizon, included). A RANGE=THISANDFUTURE override stays one, even
+    when its own occurrence is deleted (the later ones keep its change).
     """
     tz = user.timezone
     source = ical_series.calendar_of(row.series_ics)
     events = [c for c in source.subcomponents if c.name == "VEVENT"]
     master_component = next(c for c in events if "RECURRENCE-ID" not in c)
     master = event_from_component(master_component, tz, keep_recurrence=True)
+    kind = series_kind(master_component)
     live = {a.recurrence_id: a for a in object_actions if not a.deleted and a.recurrence_id}
     deleted = {a.recurrence_id for a in object_actions if a.deleted and a.recurrence_id} - set(live)
-    overrides: dict[str, EventData] = {}
+    received: dict[str, EventData] = {}
+    future: set[str] = set()
     for component in events:
         if "RECURRENCE-ID" in component:
-            event = event_from_component(component, tz)
-            if event.recurrence_id not in live and event.recurrence_id not in deleted:
-                overrides[event.recurrence_id] = event
+            event = override_from_component(component, kind, tz)
+            received[event.recurrence_id] = event
+            if str(component["RECURRENCE-ID"].params.get("RANGE", "")).upper() == \
+                    "THISANDFUTURE":
+                future.add(event.recurrence_id)
+    overrides = {key: event for key, event in received.items()
+                 if key not in live and (key not in deleted or key in future)}
     if live:
         starts = [a.event.start for a in live.values()]
         expected = {e.recurrence_id: e for e in ical_series.expand(
             row.series_ics, min(starts) - timedelta(days=1), max(starts) + timedelta(days=2),
-            tz, with_overrides=False)}
+            tz)}
         for key, action in live.items():
             wanted = expected.get(key)
             if wanted is None or wanted.content() != action.event.content():
                 overrides[key] = action.event
+            elif key in received:
+                overrides[key] = received[key]
     own_exdates = _exdate_keys(master_component, tz)
     return render_object(row.uid, master, overrides.values(), default_tz=tz,
                          dtstamp=row.updated_at, exdates=deleted - own_exdates,
-                         open_ended=open_ended)
+                         open_ended=open_ended, this_and_future=future)
 
 
 def _exdate_keys(component, default_tz: str) -> set[str]:
