@@ -344,7 +344,9 @@ class Repaired:
 
 def _swapped(text: str) -> None:
     served = component(text)
-    assert served["DTSTART"].dt < served["DTEND"].dt
+    start = served["DTSTART"].dt
+    end = served["DTEND"].dt if "DTEND" in served else start + served["DURATION"].dt
+    assert start < end
 
 
 def _one_override(text: str) -> None:

@@ -168,9 +168,6 @@ def test_queries_answer_as_stock_radicale(server, stock_answers):
     assert len(QUERIES) > 100 and sum(map(len, stock_answers.values())) > 500
 
 
-@pytest.mark.xfail(strict=True, reason="the store renders DTEND for every event (a DURATION "
-                   "or a missing DTEND comes back as DTEND): iCalendar fidelity, issue 10, "
-                   "bridge/ical/parse.py and render.py")
 def test_is_not_defined_dtend_finds_the_events_sent_without_one(server, stock):
     ours, theirs = server.session("alice"), stock.session("alice")
     for name in ("single", "no-end", "duration"):

@@ -180,7 +180,9 @@ def event_from_component(component: Component, default_tz: str,
         if fixed:
             repairs += fixed
             start_value, end_value = reading.raw_times(component)
-    written = reading.as_written(start_value, end_value)
+    # served as written: a DTSTART and end of two kinds, and an end not given as DTEND (a
+    # DURATION, or none at all), so that a query for events without DTEND finds them
+    written = reading.as_written(start_value, end_value) or "DTEND" not in component
     start, end, tzid, all_day = reading.instants(start_value, end_value, default_tz)
     recurrence_id = None
     if "RECURRENCE-ID" in component:
