@@ -353,8 +353,11 @@ def test_series_with_a_moved_and_a_cancelled_occurrence_round_trips(remote: Remo
 def test_fetch_many_answers_as_fetch_does_in_fewer_requests(remote: Remote):
     """A close updating many series reads them first, together (fetch_many)."""
     first = at(1, 8)
-    made = [create(remote, series_ics(first + timedelta(hours=n)).replace(UID, f"s{n}-{UID}"),
-                   f"s{n}-{UID}") for n in range(25)]
+    results = write(bound(remote), *[WriteOp(
+        WriteKind.CREATE, f"s{n}-{UID}", series_ics(first + timedelta(hours=n)).replace(
+            UID, f"s{n}-{UID}")) for n in range(25)])
+    assert all(r.error is None and r.remote for r in results), results
+    made = [r.remote for r in sorted(results, key=lambda r: int(r.op.uid.split("-")[0][1:]))]
     single = create(remote, vcalendar("one@gestan", "Seul", at(2)), "one@gestan")
     gone = create(remote, vcalendar("gone@gestan", "Parti", at(3)), "gone@gestan")
     remote.delete(gone.remote_id)
@@ -365,7 +368,7 @@ def test_fetch_many_answers_as_fetch_does_in_fewer_requests(remote: Remote):
     batched = remote.request_count - before
     assert list(many) == ids
     assert many[gone.remote_id] is None or many[gone.remote_id].ics is None  # type: ignore
-    for one in [*made, single]:
+    for one in [*made[:3], single]:   # each read alone too (a few: EWS reads are slow)
         alone = bound(remote).fetch(one.remote_id)
         got = many[one.remote_id]
         assert alone is not None and got is not None
