@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import select
+import selectors
 import socket
 import ssl
 import time
@@ -197,6 +197,15 @@ def bind(configuration: radicale_config.Configuration,
     return servers
 
 
+def _readable(sockets, timeout: float | None = None) -> set:
+    """The sockets ready to read: epoll where there is one (``select`` refuses file
+    descriptors past 1023, which a busy or long-lived process reaches)."""
+    with selectors.DefaultSelector() as selector:
+        for sock in sockets:
+            selector.register(sock, selectors.EVENT_READ)
+        return {key.fileobj for key, _ in selector.select(timeout)}
+
+
 class ServeLoop:
     """``radicale.server.serve``'s main loop around sockets already bound: a worker thread
     per connection, at most ``max_connections`` at once (0: no limit), stopped from any
@@ -217,7 +226,7 @@ class ServeLoop:
                 watched = [*workers, self._wake]
                 if self.max_connections <= 0 or len(workers) < self.max_connections:
                     watched.extend(self.servers)
-                ready = set(select.select(watched, [], [])[0])
+                ready = _readable(watched)
                 if self._wake in ready:
                     return
                 for server in self.servers.values():
@@ -239,7 +248,7 @@ class ServeLoop:
         pending = {s for server in self.servers.values() for s in server.worker_sockets}
         deadline = time.monotonic() + self.grace
         while pending and (left := deadline - time.monotonic()) > 0:
-            for s in select.select(list(pending), [], [], left)[0]:
+            for s in _readable(pending, left):
                 s.close()
                 pending.discard(s)
         for s in pending:

@@ -226,3 +226,24 @@ def test_one_log_line_per_request_at_info(tmp_path, office, caplog):
     lines = [r.getMessage() for r in caplog.records
              if r.name == "radicale" and "/alice/rendez-vous/" in r.getMessage()]
     assert len(lines) == 1 and "response status" in lines[0] and "200" in lines[0], lines
+
+
+def test_the_server_answers_when_the_process_holds_over_1024_files(tmp_path, office):
+    """A long-lived process (or a test worker) passes file descriptor 1023: ``select``
+    refused such sockets and the serve loop died, every later connection refused."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1400:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        with serving(tmp_path, office, "[web]\ntype = none\n") as server:
+            for _ in range(3):
+                answer = requests.get(f"{server.url}alice/rendez-vous/",
+                                      auth=("alice", "alice"), timeout=10)
+                assert answer.status_code == 200
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
