@@ -24,6 +24,7 @@ from bridge.ical.timezones import (
 
 MAX_TEXT = {"SUMMARY": 1000, "LOCATION": 1000, "CONTACT": 1000, "DESCRIPTION": 64 * 1024}
 MAX_OCCURRENCES_PER_YEAR = 1000
+_SERIES_PROPS = ("RRULE", "RDATE", "EXRULE", "RECURRENCE-ID")
 LOOK_AHEAD = timedelta(days=20 * 366)  # a rule must make an occurrence within this
 MAX_OVERRIDES = 1000
 ALLOWED_FREQ = {"HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY"}
@@ -180,9 +181,11 @@ def event_from_component(component: Component, default_tz: str,
         if fixed:
             repairs += fixed
             start_value, end_value = reading.raw_times(component)
-    # served as written: a DTSTART and end of two kinds, and an end not given as DTEND (a
-    # DURATION, or none at all), so that a query for events without DTEND finds them
-    written = reading.as_written(start_value, end_value) or "DTEND" not in component
+    # served as written: a DTSTART and end of two kinds, and a single event's end not given
+    # as DTEND (a DURATION, or none at all), so that a query for events without DTEND finds
+    # it (a series' occurrences are expanded from columns: their ends stay computed)
+    written = reading.as_written(start_value, end_value) or (
+        "DTEND" not in component and not any(p in component for p in _SERIES_PROPS))
     start, end, tzid, all_day = reading.instants(start_value, end_value, default_tz)
     recurrence_id = None
     if "RECURRENCE-ID" in component:
