@@ -105,20 +105,22 @@ def startup_at_debug() -> Iterator[None]:
         radicale.log.logger.removeFilter(demoted)
 
 
-class _RequestReceivedAtDebug(logging.Filter):
-    """Radicale logs two lines per request at INFO ("… request for … received from …", then
-    "… response status for … in … seconds: …"); the second says all, so the first is DEBUG:
-    one line per request at INFO."""
+class _PerRequestAtDebug(logging.Filter):
+    """Radicale logs three lines per request at INFO ("… request for … received from …",
+    "Successful login: …", then "… response status for … in … seconds: …"); the last says
+    all, so the others are DEBUG: one line per request at INFO (failed logins stay)."""
+
+    PREFIXES = ("%s request for %r%s received from ", "Successful login: ")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not (record.levelno == logging.INFO and isinstance(record.msg, str)
-                and record.msg.startswith("%s request for %r%s received from ")):
+                and record.msg.startswith(self.PREFIXES)):
             return True
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return radicale.log.logger.isEnabledFor(logging.DEBUG)
 
 
-_REQUEST_RECEIVED = _RequestReceivedAtDebug()
+_PER_REQUEST = _PerRequestAtDebug()
 LOG_LEVELS = tuple(radicale.log.LOG_LEVEL_OPTIONS)   # trace, debug, info, notice, ...
 
 
@@ -129,7 +131,7 @@ def set_log_level(level: str, backtrace_on_debug: bool, trace_filter: str = "") 
         radicale.log.setup()
         radicale.log.set_level(logging.getLevelName(level.upper()), backtrace_on_debug,
                                trace_filter)
-    radicale.log.logger.addFilter(_REQUEST_RECEIVED)   # once: a filter is kept by identity
+    radicale.log.logger.addFilter(_PER_REQUEST)   # once: a filter is kept by identity
 
 
 # ------------------------------------------------------------------ the server

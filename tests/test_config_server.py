@@ -215,7 +215,8 @@ def test_the_log_level_is_the_command_lines_else_the_files(tmp_path):
 
 
 def test_one_log_line_per_request_at_info(tmp_path, office, caplog):
-    """Radicale logs "received" and "response status" lines at INFO: only the second stays."""
+    """Radicale logs "received", "Successful login" and "response status" lines at INFO:
+    only the last stays."""
     setup_logging(None, "info")
     caplog.set_level(logging.INFO, logger="radicale")
     with serving(tmp_path, office, "[web]\ntype = none\n") as server:
@@ -224,8 +225,9 @@ def test_one_log_line_per_request_at_info(tmp_path, office, caplog):
                               timeout=10)
         assert answer.status_code == 200
     lines = [r.getMessage() for r in caplog.records
-             if r.name == "radicale" and "/alice/rendez-vous/" in r.getMessage()]
+             if r.name == "radicale" and r.levelno >= logging.INFO]
     assert len(lines) == 1 and "response status" in lines[0] and "200" in lines[0], lines
+    assert "/alice/rendez-vous/" in lines[0]
 
 
 def test_the_server_answers_when_the_process_holds_over_1024_files(tmp_path, office):
