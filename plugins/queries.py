@@ -27,6 +27,7 @@ from radicale.item import filter as radicale_filter
 
 from bridge.ical.model import EventData
 from bridge.ical.parse import event_from_component
+from bridge.ical.rules import LOOK_AHEAD_YEARS
 from bridge.ical.timezones import utc_to_date, utc_to_local
 from bridge.store.queries import SLACK, Candidate, shifted
 
@@ -35,8 +36,8 @@ FILTER, COMP_FILTER, TIME_RANGE = _C("C:filter"), _C("C:comp-filter"), _C("C:tim
 IS_NOT_DEFINED = _C("C:is-not-defined")
 _SECOND = timedelta(seconds=1)
 # Beyond the horizon, an open range looks this far for an occurrence (a rule that makes
-# none in 20 years is refused when it is written: bridge.ical.parse.LOOK_AHEAD).
-_LOOK_AHEAD = timedelta(days=20 * 366)
+# none in 20 years is refused when it is written: bridge.ical.rules.LOOK_AHEAD_YEARS).
+_LOOK_AHEAD = timedelta(days=LOOK_AHEAD_YEARS * 366)
 _FIRST_LOOK = timedelta(days=366)
 
 

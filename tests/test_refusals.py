@@ -54,9 +54,9 @@ BAD_BODIES = {
     "no-dtstart": (event(start="X-NOTHING:1").encode(), 400, "DTSTART"),
     # issue 12: a rule that never occurs (dateutil would walk to the year 9999)
     "never-occurs": (event("RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30\r\n").encode(), 400,
-                     "no occurrence"),
+                     "never occurs"),
     "never-occurs-daily": (event("RRULE:FREQ=DAILY;BYMONTH=2;BYMONTHDAY=31;COUNT=3\r\n")
-                           .encode(), 400, "no occurrence"),
+                           .encode(), 400, "never occurs"),
     # issue 12: these were 500s
     "broken-count": (event("RRULE:FREQ=DAILY;COUNT=\\\r\n").encode(), 400, "RRULE"),
     "huge-duration": (event(end="DURATION:P99999999W").encode(), 400, "DURATION"),
