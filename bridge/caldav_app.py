@@ -33,20 +33,12 @@ from bridge.http_sync import PREFIX as SYNC_PREFIX
 from bridge.http_sync import SyncTrigger
 from bridge.ical import InvalidObject, parse_object
 from bridge.ical.repair import note as note_repairs
+from bridge.refusals import precondition, refusal
 from plugins.common import CALENDAR_NAME, store_for
 
 
-def printable(text: str) -> str:
-    """``text`` with its control characters escaped (``\\n``, ``\\x00``...): a reason that
-    quotes the client stays one line of text wherever it is shown."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def refusal(status: int, reason: str) -> types.WSGIResponse:
-    """A refused request: the standard status line, the reason (escaped) in the body."""
-    headers = {"Content-Type": "text/plain; charset=utf-8"}
-    return (status, headers,
-            f"{status} {client.responses.get(status, '')}: {printable(reason)}\n", None)
+def _as_bytes(body) -> bytes:
+    return body.encode() if isinstance(body, str) else body or b""
 
 
 def _put_back(environ, body: bytes) -> None:
@@ -58,29 +50,34 @@ def _put_back(environ, body: bytes) -> None:
 
 _COMPONENT_SET = "{urn:ietf:params:xml:ns:caldav}supported-calendar-component-set"
 _EXPAND = "{urn:ietf:params:xml:ns:caldav}expand"
+_CALENDAR_REPORTS = {"{urn:ietf:params:xml:ns:caldav}calendar-multiget",
+                     "{urn:ietf:params:xml:ns:caldav}free-busy-query", "{DAV:}sync-collection"}
+_SYNC_TOKEN_REFUSED = b"<valid-sync-token"   # Radicale's DAV:error, without a word
 _XML_METHODS = {"PROPFIND", "REPORT", "PROPPATCH", "MKCALENDAR", "MKCOL"}
 MAX_XML_DEPTH = 64             # CalDAV bodies are a dozen levels deep at most
 MAX_EXPAND = timedelta(days=5 * 366)
 
 
-def _drop_malformed_credentials(environ) -> None:
-    """Basic credentials that cannot be read (no colon, not base64) count as none: a 401,
-    where Radicale 3.9 answered 500."""
+def _drop_malformed_credentials(environ) -> str | None:
+    """Basic credentials that cannot be read (no colon, not base64) count as none, where
+    Radicale 3.9 answered 500: why, or None when they can be read."""
     header = environ.get("HTTP_AUTHORIZATION", "")
     if header[:5].lower() != "basic":
-        return
+        return None
     try:
         decoded = base64.b64decode(header[5:].strip().encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
         decoded = b""
-    if b":" not in decoded:
-        environ.pop("HTTP_AUTHORIZATION", None)
+    if b":" in decoded:
+        return None
+    environ.pop("HTTP_AUTHORIZATION", None)
+    return "the Basic credentials cannot be read: expected base64 of login:password"
 
 
 def xml_problem(raw: bytes) -> str | None:
-    """Why an XML request body is refused, or None: a DTD (entity expansion), nesting
-    deeper than :data:`MAX_XML_DEPTH`, an ``<expand>`` longer than :data:`MAX_EXPAND`.
-    Malformed XML is left for Radicale to refuse (it answers 400)."""
+    """Why an XML request body is refused, or None: malformed XML (where Radicale answers
+    a bare 400), a DTD (entity expansion), nesting deeper than :data:`MAX_XML_DEPTH`, an
+    ``<expand>`` longer than :data:`MAX_EXPAND`."""
     depth = 0
     try:
         for event, element in DefusedET.iterparse(io.BytesIO(raw), events=("start", "end"),
@@ -97,8 +94,8 @@ def xml_problem(raw: bytes) -> str | None:
                     return "an <expand> may cover five years at most: ask for less"
     except DefusedXmlException:
         return "XML with a DTD or entities is not accepted"
-    except DefusedET.ParseError:
-        return None
+    except DefusedET.ParseError as exc:
+        return f"malformed XML: {exc}"
     return None
 
 
@@ -162,15 +159,37 @@ class GestanApplication(radicale.Application):
         return self._serve(environ, named_start_response)
 
     def _serve(self, environ, start_response):
-        _drop_malformed_credentials(environ)
+        unreadable = _drop_malformed_credentials(environ)
         refused = self._refuse_hostile(environ)
         if refused is not None:
-            status, headers, body, _ = refused
-            data = body.encode("utf-8")
+            status, headers, data, _ = refused
             start_response(f"{status} {client.responses.get(status, '')}", [
                 *headers.items(), ("Content-Length", str(len(data)))])
             return [data]
+        if unreadable:
+            return self._explained_challenge(environ, start_response, unreadable)
         return super().__call__(environ, start_response)
+
+    def _explained_challenge(self, environ, start_response, reason: str):
+        """Radicale's answer, its 401 (the login challenge) saying why the credentials
+        sent were not taken."""
+        answered: list = []
+
+        def keep(status, headers, exc_info=None):
+            answered[:] = [status, headers]
+            return lambda data: None
+
+        body = super().__call__(environ, keep)
+        status, headers = answered
+        if status.startswith("401"):
+            _, _, data, _ = refusal(401, reason)
+            body = [data]
+            headers = [(k, v) for k, v in headers if k.lower() not in (
+                "content-length", "content-type", "content-encoding")]
+            headers += [("Content-Type", "text/plain; charset=utf-8"),
+                        ("Content-Length", str(len(body[0])))]
+        start_response(status, headers)
+        return body
 
     def _refuse_hostile(self, environ) -> types.WSGIResponse | None:
         """What Radicale 3.9 answers with a 500 (or worse) is refused here with a reason: a
@@ -223,6 +242,8 @@ class GestanApplication(radicale.Application):
         # a repaired object goes on as repaired (Radicale refuses some shapes we repair)
         _put_back(environ, parsed.repaired_ics.encode() if parsed.repaired_ics else body)
         answer = super().do_PUT(environ, base_prefix, path, user, user_groups, request_info)
+        if answer == compat.BARE_BAD_REQUEST:  # Radicale's reader refused what ours read
+            return self._reader_refusal(parsed.repaired_ics or body.decode("utf-8"), answer)
         if parsed.repairs and answer[0] < 300:
             note_repairs(path, parsed.repairs)
             # RFC 4791 5.3.4: no ETag for what is stored otherwise than sent, so the phone
@@ -230,6 +251,13 @@ class GestanApplication(radicale.Application):
             status, headers, *rest = answer
             answer = (status, {k: v for k, v in headers.items() if k != "ETag"}, *rest)
         return answer
+
+    def _reader_refusal(self, text: str, answer: types.WSGIResponse) -> types.WSGIResponse:
+        """Radicale's bare 400 for an object our parser passed, with Radicale's reason."""
+        reason = compat.put_refusal(
+            text, self.configuration.get("server", "max_vevent_rrule_occurrence"))
+        return refusal(400, f"the object cannot be stored: {reason}"[:400]) if reason \
+            else answer
 
     def _read_body(self, environ) -> bytes:
         try:
@@ -265,6 +293,9 @@ class GestanApplication(radicale.Application):
             raw = self._read_body(environ)
         except InvalidObject as exc:
             return refusal(exc.status, exc.reason)
+        refused = self._report_needs_calendar(raw, path, user, user_groups)
+        if refused is not None:
+            return refused
         answer = None
         if self.fast_reports is not None:
             answer = self.fast_reports.answer(raw, base_prefix, path, user, user_groups)
@@ -281,7 +312,30 @@ class GestanApplication(radicale.Application):
             if found is not None:
                 return found
         _put_back(environ, raw)
-        return super().do_REPORT(environ, base_prefix, path, user, user_groups, request_info)
+        answer = super().do_REPORT(environ, base_prefix, path, user, user_groups, request_info)
+        if answer[0] == client.FORBIDDEN and _SYNC_TOKEN_REFUSED in _as_bytes(answer[2]):
+            return precondition(client.FORBIDDEN, "{DAV:}valid-sync-token", "this sync-token "
+                                "was not issued by this calendar (or not yet): sync again "
+                                "without one", compat.encoding(self))
+        return answer
+
+    def _report_needs_calendar(self, raw: bytes, path: str, user: str, user_groups: set
+                               ) -> types.WSGIResponse | None:
+        """A multiget, sync or free-busy REPORT sent elsewhere than to a calendar: the
+        ``supported-report`` precondition Radicale answers, with the reason."""
+        parts = self._parts(path)
+        if len(parts) >= 2 and parts[1] == CALENDAR_NAME:
+            return None
+        try:
+            tag = DefusedET.fromstring(raw).tag if raw.strip() else None
+        except Exception:
+            return None
+        if tag not in _CALENDAR_REPORTS or not self._allowed(user, user_groups, path, "r"):
+            return None
+        name = tag.split("}")[1]
+        return precondition(403, "{DAV:}supported-report", f"a {name} REPORT is answered "
+                            f"by a calendar (yours: /{user}/{CALENDAR_NAME}/), not by {path}",
+                            compat.encoding(self))
 
     def _principal_report(self, raw: bytes, environ, base_prefix, path, user, user_groups,
                           request_info) -> types.WSGIResponse | None:
@@ -312,7 +366,13 @@ class GestanApplication(radicale.Application):
 
     def do_PROPPATCH(self, environ, base_prefix, path, user, user_groups, request_info):
         """Name, description and colour may change; the component set stays VEVENT (else a
-        client would believe the calendar now takes tasks)."""
+        client would believe the calendar now takes tasks). Nothing else has properties a
+        client may change (Radicale answered a bare 403)."""
+        parts = self._parts(path)
+        if user and (len(parts) != 2 or parts[1] != CALENDAR_NAME):
+            return refusal(403, "only a calendar's name, description, colour and order can "
+                           f"change (yours: /{user}/{CALENDAR_NAME}/): nothing else here has "
+                           "properties a client may set")
         if user:
             try:
                 raw = self._read_body(environ)

@@ -22,8 +22,8 @@ import radicale
 import radicale.log
 import radicale.server
 from radicale import config as radicale_config
+from radicale import httputils, utils
 from radicale import item as radicale_item
-from radicale import utils
 
 RADICALE_VERSION = "3.9.0"
 
@@ -71,6 +71,27 @@ def init_item(item: radicale_item.Item, *, collection, href: str, text: str | No
     item._uid = uid
     item._name = name
     item._component_name = component_name
+
+
+# Radicale's answer to a body it cannot read: "400 Bad Request", no reason.
+BARE_BAD_REQUEST = httputils.BAD_REQUEST
+
+
+def put_refusal(text: str, max_occurrence: int) -> str | None:
+    """Why Radicale's PUT refuses ``text`` with its bare 400 (what ``do_PUT`` logs and
+    never says: its vobject reader's or its checks' exception), read again on the refused
+    path only; None if Radicale reads it. ``max_occurrence``: ``[server]
+    max_vevent_rrule_occurrence``."""
+    try:
+        components = radicale_item.read_components(text)
+        radicale_item.check_and_sanitize_items(
+            components, max_vevent_rrule_occurrence=max_occurrence, is_collection=False,
+            tag="VCALENDAR")
+        component, = components
+        radicale_item.Item(collection_path="refused", vobject_item=component).prepare()
+    except Exception as exc:  # vobject and Radicale raise anything from ValueError on
+        return str(exc) or type(exc).__name__
+    return None
 
 
 def internal_server(configuration: radicale_config.Configuration

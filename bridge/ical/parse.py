@@ -13,7 +13,7 @@ import re
 from icalendar import Calendar, Component, Event
 
 from bridge.config import max_content_length
-from bridge.ical import reading, repair, rules
+from bridge.ical import reading, repair, rules, structure
 from bridge.ical.model import EventData, InvalidObject, ParsedObject, Repair
 from bridge.ical.timezones import (
     is_iana,
@@ -51,6 +51,7 @@ def parse_object(data: str | bytes, default_tz: str) -> ParsedObject:
         raise InvalidObject("a vCard is not an appointment: this calendar holds VEVENTs only", 415)
     if not head.startswith("BEGIN:VCALENDAR"):
         raise InvalidObject("not an iCalendar object: the body must start with BEGIN:VCALENDAR")
+    structure.check_text(data.lstrip("\ufeff \t"))
     data = without_iana_vtimezones(data)
     try:
         calendars = Calendar.from_ical(data, multiple=True)
@@ -58,6 +59,7 @@ def parse_object(data: str | bytes, default_tz: str) -> ParsedObject:
         raise InvalidObject(f"malformed iCalendar: {exc}") from exc
     if len(calendars) != 1:
         raise InvalidObject("exactly one VCALENDAR is expected per object")
+    structure.check_components(calendars[0])
     try:
         return _interpret(calendars[0], default_tz)
     except InvalidObject:
