@@ -29,6 +29,7 @@ from bridge import principal_search
 from bridge import radicale_compat as compat
 from bridge.expand_report import ExpandReports, TooManyInstances
 from bridge.fast_report import FastReports
+from bridge.freebusy_report import FreeBusyRefused, FreeBusyReports
 from bridge.http_sync import PREFIX as SYNC_PREFIX
 from bridge.http_sync import SyncTrigger
 from bridge.ical import InvalidObject, parse_object
@@ -50,8 +51,9 @@ def _put_back(environ, body: bytes) -> None:
 
 _COMPONENT_SET = "{urn:ietf:params:xml:ns:caldav}supported-calendar-component-set"
 _EXPAND = "{urn:ietf:params:xml:ns:caldav}expand"
-_CALENDAR_REPORTS = {"{urn:ietf:params:xml:ns:caldav}calendar-multiget",
-                     "{urn:ietf:params:xml:ns:caldav}free-busy-query", "{DAV:}sync-collection"}
+_FREE_BUSY = "{urn:ietf:params:xml:ns:caldav}free-busy-query"
+_CALENDAR_REPORTS = {"{urn:ietf:params:xml:ns:caldav}calendar-multiget", _FREE_BUSY,
+                     "{DAV:}sync-collection"}
 _SYNC_TOKEN_REFUSED = b"<valid-sync-token"   # Radicale's DAV:error, without a word
 _XML_METHODS = {"PROPFIND", "REPORT", "PROPPATCH", "MKCALENDAR", "MKCOL"}
 MAX_XML_DEPTH = 64             # CalDAV bodies are a dozen levels deep at most
@@ -146,6 +148,9 @@ class GestanApplication(radicale.Application):
         self.expand_reports: ExpandReports | None = ExpandReports(
             compat.storage(self), compat.rights(self), compat.encoding(self),
             configuration.get("reporting", "max_expand_occurrence"))
+        self.freebusy_reports = FreeBusyReports(
+            compat.storage(self), compat.rights(self), compat.encoding(self),
+            configuration.get("reporting", "max_freebusy_occurrence"))
 
     def __call__(self, environ, start_response):
         def named_start_response(status, headers, exc_info=None):
@@ -284,8 +289,9 @@ class GestanApplication(radicale.Application):
 
     def do_REPORT(self, environ, base_prefix, path, user, user_groups, request_info):
         """A phone's sync and multiget from SQL rows (bridge.fast_report), expansions
-        that no object can fail (bridge.expand_report), a principal search that finds the
-        user (bridge.principal_search); the rest as Radicale does it."""
+        that no object can fail (bridge.expand_report), free-busy from the stored
+        occurrences (bridge.freebusy_report), a principal search that finds the user
+        (bridge.principal_search); the rest as Radicale does it."""
         if not user:
             return super().do_REPORT(environ, base_prefix, path, user, user_groups,
                                      request_info)
@@ -303,6 +309,11 @@ class GestanApplication(radicale.Application):
             try:
                 answer = self.expand_reports.answer(raw, base_prefix, path, user, user_groups)
             except (TooManyInstances, ValueError) as exc:  # ValueError: a malformed filter
+                return refusal(400, str(exc))
+        if answer is None:
+            try:
+                answer = self.freebusy_reports.answer(raw, path, user, user_groups)
+            except FreeBusyRefused as exc:
                 return refusal(400, str(exc))
         if answer is not None:
             return (*answer, None)
@@ -324,12 +335,15 @@ class GestanApplication(radicale.Application):
         """A multiget, sync or free-busy REPORT sent elsewhere than to a calendar: the
         ``supported-report`` precondition Radicale answers, with the reason."""
         parts = self._parts(path)
-        if len(parts) >= 2 and parts[1] == CALENDAR_NAME:
-            return None
+        if len(parts) == 2 and parts[1] == CALENDAR_NAME or not any(
+                name in raw for name in (b"multiget", b"free-busy", b"sync-collection")):
+            return None  # a phone's REPORT on its calendar is not parsed twice
         try:
             tag = DefusedET.fromstring(raw).tag if raw.strip() else None
         except Exception:
             return None
+        if len(parts) > 2 and parts[1] == CALENDAR_NAME and tag != _FREE_BUSY:
+            return None  # a multiget or sync on an appointment answers for its calendar
         if tag not in _CALENDAR_REPORTS or not self._allowed(user, user_groups, path, "r"):
             return None
         name = tag.split("}")[1]

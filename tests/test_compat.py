@@ -126,3 +126,15 @@ def test_every_setting_named_in_our_tables_exists_in_radicale():
     assert named - schema == set()
     assert set(config.HONOURED) | set(config.TYPES) | set(config.REFUSED_SECTIONS) >= {
         s for s, _ in schema}
+
+
+def test_radicales_put_refusal_is_read_again_with_its_reason():
+    """A body Radicale's PUT refuses with its bare 400: the reason it only logs is found
+    again (bridge/caldav_app.py relays it); one it reads has none."""
+    assert compat.BARE_BAD_REQUEST[:3] == (400, (("Content-Type", "text/plain"),),
+                                           "Bad Request")
+    assert compat.put_refusal(ICS, 10_000) is None
+    counted = ICS.replace("SUMMARY:s", "SUMMARY:s\r\nRRULE:FREQ=DAILY;COUNT=20000")
+    assert compat.put_refusal(counted, 10_000) == (
+        "Too many recurrence rule entries in VEVENT in object 'u1': 20000 (limit: 10000)")
+    assert "wasn't closed" in compat.put_refusal(ICS.replace("END:VEVENT\r\n", ""), 10_000)
