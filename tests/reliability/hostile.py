@@ -416,7 +416,8 @@ def _xml_malformed(rng: random.Random) -> tuple[str, bytes]:
 def _xml_caldav(rng: random.Random) -> tuple[str, bytes]:
     variant = rng.choice(("expand-forever", "time-range-garbage", "text-match-huge",
                           "sync-token-garbage", "multiget-many", "multiget-traversal",
-                          "comp-filter-deep", "limit-huge", "unknown-report"))
+                          "comp-filter-deep", "limit-huge", "unknown-report",
+                          "free-busy-forever", "free-busy-without-range"))
     if variant == "expand-forever":
         body = _query(b'<prop><C:calendar-data><C:expand start="00010101T000000Z" '
                       b'end="99991231T235959Z"/></C:calendar-data></prop><C:filter>'
@@ -458,6 +459,11 @@ def _xml_caldav(rng: random.Random) -> tuple[str, bytes]:
         body = _query(b'<prop><getetag/></prop><C:filter><C:comp-filter name="VCALENDAR"/>'
                       b"</C:filter><C:limit><C:nresults>99999999999999999999</C:nresults>"
                       b"</C:limit>")
+    elif variant == "free-busy-forever":
+        body = (b'<?xml version="1.0"?><C:free-busy-query ' + DAV + b'><C:time-range '
+                b'start="00010101T000000Z" end="99991231T235959Z"/></C:free-busy-query>')
+    elif variant == "free-busy-without-range":
+        body = b'<?xml version="1.0"?><C:free-busy-query ' + DAV + b"/>"
     else:
         body = b'<?xml version="1.0"?><x:' + CANARY.encode() + b' xmlns:x="urn:x"/>'
     return f"caldav-{variant}", body
