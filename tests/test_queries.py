@@ -374,6 +374,7 @@ def busy(answer: requests.Response) -> tuple:
                    for p in periods))
 
 
+sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 FREEBUSY_OBJECTS = {
     **{name: OBJECTS[name] for name in ("single", "no-end", "duration", "utc", "floating",
                                         "all-day", "all-day-no-end", "past", "weekly",
@@ -428,6 +429,7 @@ def test_free_busy_answers_as_stock_radicale_from_the_stored_occurrences(
     assert iterations, "the ranges before the series' last write are expanded"
 
 
+@sqlite_only
 def test_free_busy_where_stock_radicale_is_wrong_follows_the_store(server, stock):
     """Two series whose occurrences stock Radicale 3.9 gets wrong: one begun in winter,
     asked about in summer (stock: an hour off, vobject expands the rule in UTC), an
@@ -455,6 +457,7 @@ def _utc(value: date) -> datetime:
     return value.astimezone(UTC)
 
 
+@sqlite_only
 def test_a_free_busy_query_refused_says_why(server, stock):
     """Without a time-range stock Radicale fails (500); an appointment with more instances
     in the range than [reporting] max_freebusy_occurrence: its bare 400."""
