@@ -25,8 +25,9 @@ from defusedxml import ElementTree as DefusedET
 from radicale import pathutils, types
 from radicale.app.base import Access
 
-from bridge import principal_search
+from bridge import caldav_put, principal_search
 from bridge import radicale_compat as compat
+from bridge.answers import refusal
 from bridge.expand_report import ExpandReports, TooManyInstances
 from bridge.fast_report import FastReports
 from bridge.http_sync import PREFIX as SYNC_PREFIX
@@ -34,19 +35,6 @@ from bridge.http_sync import SyncTrigger
 from bridge.ical import InvalidObject, parse_object
 from bridge.ical.repair import note as note_repairs
 from plugins.common import CALENDAR_NAME, store_for
-
-
-def printable(text: str) -> str:
-    """``text`` with its control characters escaped (``\\n``, ``\\x00``...): a reason that
-    quotes the client stays one line of text wherever it is shown."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def refusal(status: int, reason: str) -> types.WSGIResponse:
-    """A refused request: the standard status line, the reason (escaped) in the body."""
-    headers = {"Content-Type": "text/plain; charset=utf-8"}
-    return (status, headers,
-            f"{status} {client.responses.get(status, '')}: {printable(reason)}\n", None)
 
 
 def _put_back(environ, body: bytes) -> None:
@@ -143,6 +131,7 @@ class GestanApplication(radicale.Application):
         self.store = store_for(configuration)
         # one body limit: [server] max_content_length (bridge.config)
         self.max_body: int = configuration.get("server", "max_content_length")
+        self.strict_preconditions: bool = configuration.get("storage", "strict_preconditions")
         self.sync_trigger = SyncTrigger(self.store)
         self.fast_reports: FastReports | None = FastReports(
             self.store, compat.rights(self), compat.encoding(self))
@@ -157,9 +146,10 @@ class GestanApplication(radicale.Application):
                 headers = [*headers, ("Server", "gestan-bridge")]
             return start_response(status, headers, exc_info)
 
-        if environ.get("PATH_INFO", "").startswith(SYNC_PREFIX):
-            return self.sync_trigger(environ, named_start_response, self._serve)
-        return self._serve(environ, named_start_response)
+        with self.store.request_scope():
+            if environ.get("PATH_INFO", "").startswith(SYNC_PREFIX):
+                return self.sync_trigger(environ, named_start_response, self._serve)
+            return self._serve(environ, named_start_response)
 
     def _serve(self, environ, start_response):
         _drop_malformed_credentials(environ)
@@ -218,11 +208,12 @@ class GestanApplication(radicale.Application):
             body = self._read_body(environ)
             owner = self.store.require_user(parts[0])
             parsed = parse_object(body, owner.timezone)
+            # a repaired object goes on as repaired (Radicale refuses some shapes we repair)
+            caldav_put.check_readable(parsed.repaired_ics or body.decode("utf-8-sig"))
         except InvalidObject as exc:
             return refusal(exc.status, exc.reason)
-        # a repaired object goes on as repaired (Radicale refuses some shapes we repair)
-        _put_back(environ, parsed.repaired_ics.encode() if parsed.repaired_ics else body)
-        answer = super().do_PUT(environ, base_prefix, path, user, user_groups, request_info)
+        answer = caldav_put.put(self, self.store, environ, path, owner.login, parts[2], parsed,
+                                self.strict_preconditions, request_info)
         if parsed.repairs and answer[0] < 300:
             note_repairs(path, parsed.repairs)
             # RFC 4791 5.3.4: no ETag for what is stored otherwise than sent, so the phone

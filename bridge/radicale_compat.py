@@ -56,6 +56,12 @@ def encoding(application: radicale.Application) -> str:
     return application._encoding
 
 
+def webdav_error(application: radicale.Application, status: int, tag: str,
+                 request_info: dict):
+    """A WebDAV precondition error (``<D:error><C:no-uid-conflict/>``) as Radicale words it."""
+    return application._webdav_error_response(status, tag, request_info)
+
+
 def init_item(item: radicale_item.Item, *, collection, href: str, text: str | None,
               etag: str, uid: str, name: str = "VCALENDAR",
               component_name: str = "VEVENT") -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import radicale
+import radicale.app.put
 import radicale.config
 import radicale.server
 import radicale.storage
@@ -26,8 +27,10 @@ ICS = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:u1\r\n
        "DTSTART:20270101T100000Z\r\nDTEND:20270101T110000Z\r\nSUMMARY:s\r\nEND:VEVENT\r\n"
        "END:VCALENDAR\r\n")
 # The sources copied or subclassed by bridge/radicale_compat.py (ServeLoop is serve()'s
-# loop; bind() builds these classes): a change means reading them again.
+# loop; bind() builds these classes), and Radicale's PUT, whose answers bridge/caldav_put.py
+# gives: a change means reading them again.
 SOURCES = {
+    radicale.app.put.ApplicationPartPut.do_PUT: "0c0d7e2fff13a7f5",
     radicale.server.serve: "ee1d0fa5bdfe5a1b",
     radicale.server.ParallelHTTPServer: "4a12893e2afab94d",
     radicale.server.ParallelHTTPSServer: "c4c7e7ed2f2188b5",
@@ -55,6 +58,8 @@ def test_the_application_keeps_its_rights_and_encoding_where_we_read_them(tmp_pa
     assert isinstance(compat.rights(app), radicale.rights.BaseRights)
     assert isinstance(compat.storage(app), radicale.storage.BaseStorage)
     assert compat.encoding(app) == "utf-8"
+    status, headers, body, _ = compat.webdav_error(app, 409, "C:no-uid-conflict", {})
+    assert status == 409 and b"no-uid-conflict" in body
 
 
 def test_item_keeps_the_attributes_init_item_sets_and_its_properties_read_them():

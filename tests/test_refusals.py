@@ -60,6 +60,11 @@ BAD_BODIES = {
     # issue 12: these were 500s
     "broken-count": (event("RRULE:FREQ=DAILY;COUNT=\\\r\n").encode(), 400, "RRULE"),
     "huge-duration": (event(end="DURATION:P99999999W").encode(), 400, "DURATION"),
+    # what Radicale's own reader refused with a bare "Bad Request": now with the reason
+    "nested-deep": (event("BEGIN:X-A\r\n" * 20 + "X-P:1\r\n" + "END:X-A\r\n" * 20)
+                    .encode(), 400, "nested 22 levels"),
+    "unreadable-line": (event('X-NOTE;X-CANARY="a:b\r\n').encode(), 400,
+                        "cannot be read"),
 }
 
 

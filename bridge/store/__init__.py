@@ -9,6 +9,7 @@ sync engine call. Each method is one transaction; SQL lives in the modules below
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import re
@@ -27,14 +28,14 @@ from bridge.ical.timezones import now_utc
 from bridge.store import agenda, objects, queries, users
 from bridge.store import sync as sync_tables
 from bridge.store.engine import database_url, make_engine, migrate, write_options
-from bridge.store.objects import ObjectChanged, UidConflict
+from bridge.store.objects import ObjectChanged, Precondition, PreconditionFailed, UidConflict
 from bridge.store.queries import Candidate
 from bridge.store.records import Action, ActionType, StoredObject, User
 from bridge.store.sync import Link, RunItem, RunRecord, SyncState
 from bridge.store.users import LoginCache, LoginGuard, UserError
 
 __all__ = ["Action", "ActionType", "Candidate", "EventData", "ImportReport", "InvalidObject",
-           "Link", "ObjectChanged", "PullWrite",
+           "Link", "ObjectChanged", "Precondition", "PreconditionFailed", "PullWrite",
            "RunItem", "RunRecord", "Store", "StoredObject", "SyncState", "UidConflict", "User",
            "UserError", "open_store"]
 
@@ -66,6 +67,11 @@ class _Unchanged(Exception):
     """Rolls back an import's write that changed nothing anyone sees."""
 
 
+# Users read during the current request (:meth:`Store.request_scope`), by login.
+_REQUEST_USERS: contextvars.ContextVar[dict[str, User | None] | None] = contextvars.ContextVar(
+    "gestan_request_users", default=None)
+
+
 class Store:
     def __init__(self, url: str | None = None) -> None:
         self.url = database_url(url)
@@ -82,10 +88,27 @@ class Store:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            conn.execution_options(**write_options())
-            with conn.begin():
-                yield conn
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**write_options())
+                with conn.begin():
+                    yield conn
+        finally:
+            # a write may change a user (their revision above all): read them again
+            cached = _REQUEST_USERS.get()
+            if cached:
+                cached.clear()
+
+    @contextlib.contextmanager
+    def request_scope(self) -> Iterator[None]:
+        """One HTTP request: each user it names is read once, not by every plugin that
+        asks (authentication, rights, discovery and the method asked for the same row up to
+        six times a request); a write forgets them."""
+        token = _REQUEST_USERS.set({})
+        try:
+            yield
+        finally:
+            _REQUEST_USERS.reset(token)
 
     # -------------------------------------------------------------- users
     def add_user(self, login: str, password: str, **fields) -> User:
@@ -97,12 +120,17 @@ class Store:
             return users.set_fields(conn, login, **fields)
 
     def user(self, login: str) -> User | None:
+        cached = _REQUEST_USERS.get()
+        if cached is not None and login in cached:
+            return cached[login]
         with self.reading() as conn:
-            return users.get(conn, login)
+            found = users.get(conn, login)
+        if cached is not None:
+            cached[login] = found
+        return found
 
     def require_user(self, login: str) -> User:
-        with self.reading() as conn:
-            return users.require(conn, login)
+        return users.existing(login, self.user(login))
 
     def users(self) -> list[User]:
         with self.reading() as conn:
@@ -231,11 +259,20 @@ class Store:
     def put_object(self, login: str, href: str, data: str | bytes | ParsedObject
                    ) -> StoredObject:
         """Store a calendar object from a phone (parsed and validated here if need be)."""
+        return self.write_object(login, href, data)[0]
+
+    def write_object(self, login: str, href: str, data: str | bytes | ParsedObject,
+                     precondition: Precondition | None = None) -> tuple[StoredObject, bool]:
+        """Store a calendar object if ``precondition`` holds (else :class:`PreconditionFailed`
+        and nothing written): the object, and whether it is new."""
         user = self.require_user(login)
         parsed = data if isinstance(data, ParsedObject) else parse_object(data, user.timezone)
         with self.writing() as conn:
             revision = users.next_revision(conn, user.id)
-            return objects.put(conn, user, href, parsed, revision)
+            existing = objects.get(conn, user.id, href, with_ics=False)
+            if precondition is not None:
+                precondition.check(existing)
+            return objects.put(conn, user, href, parsed, revision), existing is None
 
     def move_object(self, login: str, href: str, to_login: str, to_href: str
                     ) -> StoredObject:

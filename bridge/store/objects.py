@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, or_, select, update
@@ -33,6 +34,34 @@ _LISTING = [calendar_objects.c[name] for name in (
 
 class UidConflict(ValueError):
     """Another live object of the user already has this UID."""
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """A client's conditions on writing one object (RFC 7232), as Radicale reads them.
+
+    Checked inside the write's transaction, once the user's revision row is locked: two
+    writers of one object, even in two server processes, cannot both pass ``If-Match``."""
+
+    if_match: str = ""           # an etag, "*" (any existing object) or "" (no condition)
+    if_none_match: bool = False  # ``If-None-Match: *``: the object must not exist yet
+    strict: bool = False         # ``[storage] strict_preconditions``: replacing needs If-Match
+
+    def check(self, existing: StoredObject | None) -> None:
+        if existing is None:
+            if self.if_match:
+                raise PreconditionFailed("the object does not exist (If-Match)")
+            return
+        if self.if_none_match:
+            raise PreconditionFailed("the object already exists (If-None-Match)")
+        if not self.if_match and self.strict:
+            raise PreconditionFailed("replacing an object needs If-Match")
+        if self.if_match not in ("", "*", existing.etag):
+            raise PreconditionFailed("the object has changed (If-Match)")
+
+
+class PreconditionFailed(RuntimeError):
+    """A write's :class:`Precondition` does not hold: nothing was written (a 412)."""
 
 
 class ObjectChanged(RuntimeError):

@@ -64,7 +64,11 @@ def get_by_id(conn: Connection, user_id: int) -> User:
 
 
 def require(conn: Connection, login: str) -> User:
-    user = get(conn, login)
+    return existing(login, get(conn, login))
+
+
+def existing(login: str, user: User | None) -> User:
+    """``user``, or the error that ``login`` names no user."""
     if user is None:
         raise UserError(f"unknown user {login!r}")
     return user
