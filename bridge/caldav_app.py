@@ -258,7 +258,8 @@ class GestanApplication(radicale.Application):
             return refusal(exc.status, exc.reason)
         answer = None
         if self.fast_reports is not None:
-            answer = self.fast_reports.answer(raw, base_prefix, path, user, user_groups)
+            with compat.storage(self).acquire_lock("r", user, path=path):
+                answer = self.fast_reports.answer(raw, base_prefix, path, user, user_groups)
         if answer is None and self.expand_reports is not None:
             try:
                 answer = self.expand_reports.answer(raw, base_prefix, path, user, user_groups)

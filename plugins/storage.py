@@ -28,6 +28,7 @@ from bridge.radicale_compat import init_item
 from bridge.store import StoredObject, User
 from plugins import queries
 from plugins.common import CALENDAR_NAME, DEFAULT_DISPLAY_NAME, store_for
+from plugins.locks import RWLock, Turns
 
 logger = logging.getLogger("gestan_bridge")
 
@@ -295,53 +296,12 @@ def _owner(path: str) -> str:
     return parts[0] if parts else ""
 
 
-class _RWLock:
-    """Many readers or one writer: Radicale checks preconditions, then writes.
-
-    Admitted in arrival order (tickets), readers that come together sharing the lock: a
-    writer waits only for those before it, never for an endless stream of readers (under
-    load, phones' PUTs used to time out while other phones kept reading). A thread already
-    reading reads again at once (it must not queue behind a writer waiting for it)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._next_ticket = 0
-        self._serving = 0        # the oldest ticket not admitted yet
-        self._reading = threading.local()
-
-    @contextlib.contextmanager
-    def acquire(self, mode: str) -> Iterator[None]:
-        nested = mode == "r" and getattr(self._reading, "depth", 0) > 0
-        with self._cond:
-            if nested:
-                self._readers += 1
-            else:
-                ticket = self._next_ticket
-                self._next_ticket += 1
-                if mode == "r":
-                    self._cond.wait_for(lambda: self._serving == ticket and not self._writer)
-                    self._readers += 1
-                else:
-                    self._cond.wait_for(lambda: self._serving == ticket and not self._writer
-                                        and self._readers == 0)
-                    self._writer = True
-                self._serving += 1
-                self._cond.notify_all()
-        if mode == "r":
-            self._reading.depth = getattr(self._reading, "depth", 0) + 1
-        try:
-            yield
-        finally:
-            if mode == "r":
-                self._reading.depth -= 1
-            with self._cond:
-                if mode == "r":
-                    self._readers -= 1
-                else:
-                    self._writer = False
-                self._cond.notify_all()
+def _requests_at_once(configuration: config.Configuration) -> int:
+    """``[gestan] requests_at_once``, which bridge.server hands over (0: no limit)."""
+    try:
+        return int(configuration.get("storage", "requests_at_once"))
+    except KeyError:
+        return 0
 
 
 class Storage(storage.BaseStorage):
@@ -350,8 +310,9 @@ class Storage(storage.BaseStorage):
     def __init__(self, configuration: config.Configuration) -> None:
         super().__init__(configuration)
         self.store = store_for(configuration)
-        self._locks: dict[str, _RWLock] = {}
+        self._locks: dict[str, RWLock] = {}
         self._locks_guard = threading.Lock()
+        self.turns = Turns(_requests_at_once(configuration))
 
     def discover(self, path: str, depth: str = "0", child_context_manager=None,
                  user_groups: set = frozenset()) -> Iterator[types.CollectionOrItem]:
@@ -414,8 +375,9 @@ class Storage(storage.BaseStorage):
         with contextlib.ExitStack() as stack:
             for owner in owners:
                 with self._locks_guard:
-                    lock = self._locks.setdefault(owner, _RWLock())
+                    lock = self._locks.setdefault(owner, RWLock())
                 stack.enter_context(lock.acquire(mode))
+            stack.enter_context(self.turns.turn())
             yield
 
     def verify(self) -> bool:
