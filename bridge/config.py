@@ -97,7 +97,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "a user's appointments stops instead", parse=_ratio),
     Setting("mass_delete_min", "10", "the mass-delete stop applies from this many deletions "
             "in one run", parse=_whole(1, 1_000_000)),
-    Setting("requests_at_once", "2", "CalDAV requests worked on at once, the others served "
+    Setting("requests_at_once", "3", "CalDAV requests worked on at once, the others served "
             "in arrival order (one process computes on one core: more at once only share "
             "it, and make answers uneven); 0: no limit", parse=_whole(0, 1000)),
 )}
