@@ -269,10 +269,7 @@ class Store:
         parsed = data if isinstance(data, ParsedObject) else parse_object(data, user.timezone)
         with self.writing() as conn:
             revision = users.next_revision(conn, user.id)
-            existing = objects.get(conn, user.id, href, with_ics=False)
-            if precondition is not None:
-                precondition.check(existing)
-            return objects.put(conn, user, href, parsed, revision), existing is None
+            return objects.write(conn, user, href, parsed, revision, precondition=precondition)
 
     def move_object(self, login: str, href: str, to_login: str, to_href: str
                     ) -> StoredObject:
