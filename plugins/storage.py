@@ -159,6 +159,7 @@ class RendezVousCalendar(storage.BaseCollection):
         # What ``sync`` just read (href → object, None for a deletion): Radicale asks
         # ``get_multi`` for the same hrefs next, and gets them without a second query.
         self._synced: dict[str, StoredObject | None] = {}
+        self._whole = False  # serializing the whole calendar: listings carry the texts
 
     @property
     def path(self) -> str:
@@ -213,7 +214,17 @@ class RendezVousCalendar(storage.BaseCollection):
         return [(href, self._item(o) if o is not None else None) for href, o in found]
 
     def get_all(self) -> Iterable[radicale_item.Item]:
-        return [self._item(o) for o in self.store.calendar_listing(self.user.id)]
+        return [self._item(o) for o in self.store.calendar_listing(
+            self.user.id, with_ics=self._whole)]
+
+    def serialize(self, *args, **kwargs) -> str:
+        """The whole calendar (a GET of it, its ``getcontentlength``): the texts read in one
+        query, not one per appointment (200 appointments took 57 ms of queries)."""
+        self._whole = True
+        try:
+            return super().serialize(*args, **kwargs)
+        finally:
+            self._whole = False
 
     def get_filtered(self, filters: Iterable[ET.Element]
                      ) -> Iterable[tuple[radicale_item.Item, bool]]:

@@ -146,3 +146,22 @@ def test_a_count_beyond_counting_is_a_series_without_end(server):
     stored = server.store.calendar_object(user.id, "forever.ics")
     assert stored.is_series and stored.last_end is None
     assert 360 <= len(server.store.agenda("alice")) <= 370
+
+
+def test_the_whole_calendar_is_read_in_one_query(server):
+    """An allprop PROPFIND (its getcontentlength) and a GET of the calendar serialize it
+    whole: the texts come in one query, however many appointments there are."""
+    session = server.session("alice")
+    base = server.calendar_url("alice")
+    for n in range(12):
+        assert session.put(base + f"w{n}.ics", data=event(uid=f"w{n}")).status_code == 201
+    statements: list[str] = []
+    sql_event.listen(server.store.engine, "before_cursor_execute",
+                     lambda conn, cursor, sql, *rest: statements.append(sql))
+    exported = session.get(base)
+    assert exported.status_code == 200 and exported.text.count("BEGIN:VEVENT") == 12
+    assert len(statements) < 12, statements  # one per appointment would be 12 more
+    statements.clear()
+    found = session.request("PROPFIND", base, headers={"Depth": "0"})
+    assert found.status_code == 207 and "getcontentlength" in found.text
+    assert len(statements) < 12, statements
