@@ -466,3 +466,30 @@ def test_a_close_crashed_after_the_remote_created_makes_no_duplicate(remote: Rem
     assert [s.summary for s in remote.live()] == ["Une fois"], "no duplicate"
     again = SyncRun(store, "alice", remote.target()).push()
     assert (again.remote.created, again.remote.updated) == (0, 0)
+
+
+def test_a_series_moved_to_another_time_keeps_its_exceptions(remote: Remote, tmp_path):
+    """A phone moves a weekly series an hour later, its cancelled and moved occurrences
+    with it: the remote shows the new times, the same exceptions, nothing of the old ones
+    (Google: the old cancellation is no instance any more; the old exception goes)."""
+    def series(first: datetime) -> str:
+        return vcalendar("moved-series@gestan", "Hebdo", first, rrule="FREQ=WEEKLY;COUNT=6",
+                         cancelled=(weekly(first, 2),),
+                         moved={weekly(first, 3): (weekly(first, 3) + timedelta(hours=3),
+                                                   "Hebdo (déplacé)")})
+
+    store = open_store(f"sqlite:///{tmp_path / 'gestan.db'}")
+    store.add_user("alice", "alice", timezone=TZ)
+    first = at(2, 8)
+    store.put_object("alice", "moved.ics", series(first))
+    assert SyncRun(store, "alice", remote.target()).push().remote.created == 1
+    later = first + timedelta(hours=1)
+    store.put_object("alice", "moved.ics", series(later))
+    report = SyncRun(store, "alice", remote.target()).push()
+    assert report.status == "ok" and report.skipped == [], (report.message, report.skipped)
+    assert report.remote.updated == 1
+    [seen] = remote.live()
+    assert remote.occurrences(seen.remote_id) == [
+        ("Hebdo", later), ("Hebdo", weekly(later, 1)),
+        ("Hebdo (déplacé)", weekly(later, 3) + timedelta(hours=3)),
+        ("Hebdo", weekly(later, 4)), ("Hebdo", weekly(later, 5))]
