@@ -170,6 +170,9 @@ HONOURED: dict[str, frozenset[str] | str] = {
     "headers": ALL,   # extra response headers, Radicale's own free-form section
 }
 
+# Radicale's [auth] remote_ip_source values (radicale.auth.REMOTE_ADDR_SOURCE): the
+# socket's address, or a reverse proxy's X-Remote-Addr header.
+REMOTE_IP_SOURCES = ("REMOTE_ADDR", "X-Remote-Addr")
 _NOT_FILES = "the agenda is in the database ([gestan] db_url), not in Radicale's folders"
 _BACKENDS = "belongs to another Radicale login backend; logins are Gestan's users"
 REFUSED: dict[str, dict[str, str]] = {
@@ -230,6 +233,10 @@ def radicale_problems(sections: Mapping[str, Mapping[str, str]], source: str) ->
             reason = refusal(section, option, value)
             if reason:
                 problems.append(f"{source}: [{section}] {option} is refused: {reason}")
+    source_ip = sections.get("auth", {}).get("remote_ip_source", "REMOTE_ADDR").strip()
+    if source_ip not in REMOTE_IP_SOURCES:  # Radicale would quietly use the socket's address
+        problems.append(f"{source}: [auth] remote_ip_source = {source_ip[:40]} is refused: "
+                        f"must be {' or '.join(REMOTE_IP_SOURCES)}")
     limit = sections.get("server", {}).get("max_content_length", "").strip()
     if limit == "0":
         problems.append(f"{source}: [server] max_content_length = 0 (no limit) is refused: "

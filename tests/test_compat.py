@@ -131,3 +131,13 @@ def test_every_setting_named_in_our_tables_exists_in_radicale():
     assert named - schema == set()
     assert set(config.HONOURED) | set(config.TYPES) | set(config.REFUSED_SECTIONS) >= {
         s for s, _ in schema}
+
+
+def test_the_remote_ip_sources_we_accept_are_radicales():
+    """[auth] remote_ip_source: the values Radicale knows (plugins/auth.py reads the header
+    for the second), no others."""
+    from radicale import auth
+
+    assert tuple(auth.REMOTE_ADDR_SOURCE) == config.REMOTE_IP_SOURCES
+    schema = radicale.config.DEFAULT_CONFIG_SCHEMA["auth"]["remote_ip_source"]
+    assert schema["value"] == "REMOTE_ADDR" and schema["internal"] == auth.REMOTE_ADDR_SOURCE

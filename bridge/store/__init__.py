@@ -51,8 +51,13 @@ class PullWrite:
     """One write of an open into Gestan (:meth:`Store.pull_batch`)."""
 
     parsed: ParsedObject | None   # None: delete ``expected`` (the remote deleted it)
-    link: Link                    # the link to keep (its object id is filled in)
+    link: Link | None             # the link to keep (its object id is filled in)
     expected: StoredObject | None  # Gestan's object as decided from (None: none of the UID)
+    # A series cut "this and following" taken apart (the remote changed one of its
+    # parts): ``expected``'s links are all replaced, it keeps the first part (or is
+    # deleted), and ``parts`` make the others objects of their own; all or nothing.
+    cut: bool = False
+    parts: tuple[PullWrite, ...] = ()
 
 
 @dataclass
@@ -448,9 +453,10 @@ class Store:
         with self.writing() as conn:
             sync_tables.save_links(conn, user_id, target, links, now_utc())
 
-    def forget_link(self, user_id: int, target: str, object_id: int) -> None:
+    def forget_link(self, user_id: int, target: str, object_id: int,
+                    part: str | None = None) -> None:
         with self.writing() as conn:
-            sync_tables.forget_link(conn, user_id, target, object_id)
+            sync_tables.forget_link(conn, user_id, target, object_id, part)
 
     def objects_by_id(self, user_id: int, ids) -> dict[int, StoredObject]:
         with self.reading() as conn:
@@ -485,22 +491,33 @@ class Store:
             revision = users.next_revision(conn, user.id)  # locks the user's writes
             now = now_utc()
             for write in writes:
-                uid = write.parsed.uid if write.parsed else write.expected.uid
+                group = (write, *write.parts)
                 try:
-                    objects.require_unchanged(conn, user.id, uid, write.expected)
+                    for one in group:
+                        uid = one.parsed.uid if one.parsed else one.expected.uid
+                        objects.require_unchanged(conn, user.id, uid, one.expected)
                 except ObjectChanged:
                     applied.append(False)
                     continue
-                if write.parsed is None:
-                    objects.delete(conn, user, write.expected.href, revision, now)
+                if write.cut and write.expected is not None:
                     sync_tables.forget_link(conn, user.id, target, write.expected.id)
-                else:
-                    href = write.expected.href if write.expected else _href_for(uid)
-                    stored = objects.put(conn, user, href, write.parsed, revision, now)
-                    sync_tables.save_link(conn, user.id, target, dataclasses.replace(
-                        write.link, object_id=stored.id), now)
+                for one in group:
+                    self._pull_one(conn, user, target, one, revision, now)
                 applied.append(True)
         return applied
+
+    @staticmethod
+    def _pull_one(conn, user: User, target: str, write: PullWrite, revision: int,
+                  now: datetime) -> None:
+        if write.parsed is None:
+            objects.delete(conn, user, write.expected.href, revision, now)
+            sync_tables.forget_link(conn, user.id, target, write.expected.id)
+            return
+        href = write.expected.href if write.expected else _href_for(write.parsed.uid)
+        stored = objects.put(conn, user, href, write.parsed, revision, now)
+        if write.link is not None:
+            sync_tables.save_link(conn, user.id, target, dataclasses.replace(
+                write.link, object_id=stored.id), now)
 
     def start_run(self, user_id: int, target: str, direction: str, dry_run: bool) -> int:
         with self.writing() as conn:

@@ -19,7 +19,7 @@ from bridge.ical import series as ical_series
 from bridge.ical.model import EventData, ParsedObject
 from bridge.ical.parse import event_from_component, override_from_component, series_kind
 from bridge.ical.render import etag_of, render_object
-from bridge.ical.timezones import now_utc, rid_key
+from bridge.ical.timezones import now_utc, rid_instant, rid_key
 from bridge.store.records import Action, ActionType, StoredObject, User, event_columns
 from bridge.store.schema import actions, calendar_objects
 
@@ -343,7 +343,9 @@ def _render_series(row, user: User, object_actions: list[Action], open_ended: bo
     master = event_from_component(master_component, tz, keep_recurrence=True)
     kind = series_kind(master_component)
     live = {a.recurrence_id: a for a in object_actions if not a.deleted and a.recurrence_id}
-    deleted = {a.recurrence_id for a in object_actions if a.deleted and a.recurrence_id} - set(live)
+    deleted = _deleted_here(row.series_ics, {
+        a.recurrence_id for a in object_actions if a.deleted and a.recurrence_id} - set(live),
+        tz)
     received: dict[str, EventData] = {}
     future: set[str] = set()
     for component in events:
@@ -370,6 +372,18 @@ def _render_series(row, user: User, object_actions: list[Action], open_ended: bo
     return render_object(row.uid, master, overrides.values(), default_tz=tz,
                          dtstamp=row.updated_at, exdates=deleted - own_exdates,
                          open_ended=open_ended, this_and_future=future)
+
+
+def _deleted_here(series_ics: str, keys: set[str], tz: str) -> set[str]:
+    """The deleted occurrences the series still makes: deleted in Gestan. The others went
+    with an earlier version of the series (a phone moved it): no EXDATE names them."""
+    if not keys:
+        return keys
+    instants = [rid_instant(key, tz) for key in keys]
+    made = {e.recurrence_id for e in ical_series.expand(
+        series_ics, min(instants) - timedelta(days=1), max(instants) + timedelta(days=2), tz,
+        with_overrides=False)}
+    return keys & made
 
 
 def _exdate_keys(component, default_tz: str) -> set[str]:
