@@ -50,6 +50,18 @@ def _utc(timestamp: int) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC).replace(tzinfo=None)
 
 
+class _Later:
+    """An iterable computed the first time it is iterated."""
+
+    def __init__(self, compute) -> None:
+        self._compute, self._values = compute, None
+
+    def __iter__(self):
+        if self._values is None:
+            self._values = self._compute()
+        return iter(self._values)
+
+
 class StoredItem(radicale_item.Item):
     """A calendar object whose text is fetched only if a client asks for it (listings of
     etags never read the iCalendar bodies).
@@ -200,6 +212,16 @@ class RendezVousCalendar(storage.BaseCollection):
 
     # ------------------------------------------------------------ reads
     def sync(self, old_token: str = "") -> tuple[str, Iterable[str]]:
+        """The token, and the hrefs changed since ``old_token``. Without one, the hrefs are
+        read only if asked for: a PROPFIND of ``sync-token`` (phones poll it with the ctag)
+        wants the token alone, and listing every appointment made each poll O(calendar).
+        The token is then taken first: a change committed in between is listed as well,
+        never missed."""
+        if old_token:
+            return self._changes(old_token)
+        return self.store.sync_token(self.user.revision), _Later(lambda: self._changes("")[1])
+
+    def _changes(self, old_token: str) -> tuple[str, list[str]]:
         token, changed = self.store.changes_since(self.user.id, old_token)
         self._synced = {o.href: None if o.deleted else o for o in changed}
         return token, list(self._synced)

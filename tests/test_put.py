@@ -12,6 +12,7 @@ from sqlalchemy import event as sql_event
 from bridge.server import Server, load_configuration
 from bridge.store import Precondition, PreconditionFailed, Store
 from tests.conftest import PASSWORDS, REPO, snapshot
+from tests.reliability.load import SYNC_REPORT, TOKEN
 from tests.test_refusals import event
 
 # (existing object?, precondition) -> written?
@@ -165,3 +166,25 @@ def test_the_whole_calendar_is_read_in_one_query(server):
     found = session.request("PROPFIND", base, headers={"Depth": "0"})
     assert found.status_code == 207 and "getcontentlength" in found.text
     assert len(statements) < 12, statements
+
+
+def test_a_ctag_poll_reads_no_appointment(server):
+    """Phones poll the calendar's getctag and sync-token with a PROPFIND: the token is the
+    user's revision, not a listing of every appointment (each poll was O(calendar))."""
+    session = server.session("alice")
+    base = server.calendar_url("alice")
+    for n in range(3):
+        assert session.put(base + f"t{n}.ics", data=event(uid=f"t{n}")).status_code == 201
+    statements: list[str] = []
+    sql_event.listen(server.store.engine, "before_cursor_execute",
+                     lambda conn, cursor, sql, *rest: statements.append(sql))
+    body = ('<?xml version="1.0"?><propfind xmlns="DAV:" xmlns:CS="http://calendarserver.org/'
+            'ns/"><prop><CS:getctag/><sync-token/></prop></propfind>')
+    polled = session.request("PROPFIND", base, data=body, headers={"Depth": "0"})
+    assert polled.status_code == 207
+    assert not [s for s in statements if "calendar_objects" in s], statements
+    token = TOKEN.search(polled.content).group(1)
+    report = session.request("REPORT", base, data=SYNC_REPORT % b"",
+                             headers={"Depth": "1"})
+    assert TOKEN.search(report.content).group(1) == token
+    assert all(f"t{n}.ics" in report.text for n in range(3))
