@@ -27,14 +27,19 @@ from radicale.app.base import Access
 
 from bridge import caldav_put, principal_search
 from bridge import radicale_compat as compat
-from bridge.answers import refusal
 from bridge.expand_report import ExpandReports, TooManyInstances
 from bridge.fast_report import FastReports
+from bridge.freebusy_report import FreeBusyRefused, FreeBusyReports
 from bridge.http_sync import PREFIX as SYNC_PREFIX
 from bridge.http_sync import SyncTrigger
 from bridge.ical import InvalidObject, parse_object
 from bridge.ical.repair import note as note_repairs
+from bridge.refusals import precondition, refusal
 from plugins.common import CALENDAR_NAME, store_for
+
+
+def _as_bytes(body) -> bytes:
+    return body.encode() if isinstance(body, str) else body or b""
 
 
 def _put_back(environ, body: bytes) -> None:
@@ -46,29 +51,35 @@ def _put_back(environ, body: bytes) -> None:
 
 _COMPONENT_SET = "{urn:ietf:params:xml:ns:caldav}supported-calendar-component-set"
 _EXPAND = "{urn:ietf:params:xml:ns:caldav}expand"
+_FREE_BUSY = "{urn:ietf:params:xml:ns:caldav}free-busy-query"
+_CALENDAR_REPORTS = {"{urn:ietf:params:xml:ns:caldav}calendar-multiget", _FREE_BUSY,
+                     "{DAV:}sync-collection"}
+_SYNC_TOKEN_REFUSED = b"<valid-sync-token"   # Radicale's DAV:error, without a word
 _XML_METHODS = {"PROPFIND", "REPORT", "PROPPATCH", "MKCALENDAR", "MKCOL"}
 MAX_XML_DEPTH = 64             # CalDAV bodies are a dozen levels deep at most
 MAX_EXPAND = timedelta(days=5 * 366)
 
 
-def _drop_malformed_credentials(environ) -> None:
-    """Basic credentials that cannot be read (no colon, not base64) count as none: a 401,
-    where Radicale 3.9 answered 500."""
+def _drop_malformed_credentials(environ) -> str | None:
+    """Basic credentials that cannot be read (no colon, not base64) count as none, where
+    Radicale 3.9 answered 500: why, or None when they can be read."""
     header = environ.get("HTTP_AUTHORIZATION", "")
     if header[:5].lower() != "basic":
-        return
+        return None
     try:
         decoded = base64.b64decode(header[5:].strip().encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
         decoded = b""
-    if b":" not in decoded:
-        environ.pop("HTTP_AUTHORIZATION", None)
+    if b":" in decoded:
+        return None
+    environ.pop("HTTP_AUTHORIZATION", None)
+    return "the Basic credentials cannot be read: expected base64 of login:password"
 
 
 def xml_problem(raw: bytes) -> str | None:
-    """Why an XML request body is refused, or None: a DTD (entity expansion), nesting
-    deeper than :data:`MAX_XML_DEPTH`, an ``<expand>`` longer than :data:`MAX_EXPAND`.
-    Malformed XML is left for Radicale to refuse (it answers 400)."""
+    """Why an XML request body is refused, or None: malformed XML (where Radicale answers
+    a bare 400), a DTD (entity expansion), nesting deeper than :data:`MAX_XML_DEPTH`, an
+    ``<expand>`` longer than :data:`MAX_EXPAND`."""
     depth = 0
     try:
         for event, element in DefusedET.iterparse(io.BytesIO(raw), events=("start", "end"),
@@ -85,8 +96,8 @@ def xml_problem(raw: bytes) -> str | None:
                     return "an <expand> may cover five years at most: ask for less"
     except DefusedXmlException:
         return "XML with a DTD or entities is not accepted"
-    except DefusedET.ParseError:
-        return None
+    except DefusedET.ParseError as exc:
+        return f"malformed XML: {exc}"
     return None
 
 
@@ -132,12 +143,17 @@ class GestanApplication(radicale.Application):
         # one body limit: [server] max_content_length (bridge.config)
         self.max_body: int = configuration.get("server", "max_content_length")
         self.strict_preconditions: bool = configuration.get("storage", "strict_preconditions")
+        self.max_resource_size: int = configuration.get("server", "max_resource_size")
+        self.max_occurrences: int = configuration.get("server", "max_vevent_rrule_occurrence")
         self.sync_trigger = SyncTrigger(self.store)
         self.fast_reports: FastReports | None = FastReports(
             self.store, compat.rights(self), compat.encoding(self))
         self.expand_reports: ExpandReports | None = ExpandReports(
             compat.storage(self), compat.rights(self), compat.encoding(self),
             configuration.get("reporting", "max_expand_occurrence"))
+        self.freebusy_reports = FreeBusyReports(
+            compat.storage(self), compat.rights(self), compat.encoding(self),
+            configuration.get("reporting", "max_freebusy_occurrence"))
 
     def __call__(self, environ, start_response):
         def named_start_response(status, headers, exc_info=None):
@@ -152,15 +168,37 @@ class GestanApplication(radicale.Application):
             return self._serve(environ, named_start_response)
 
     def _serve(self, environ, start_response):
-        _drop_malformed_credentials(environ)
+        unreadable = _drop_malformed_credentials(environ)
         refused = self._refuse_hostile(environ)
         if refused is not None:
-            status, headers, body, _ = refused
-            data = body.encode("utf-8")
+            status, headers, data, _ = refused
             start_response(f"{status} {client.responses.get(status, '')}", [
                 *headers.items(), ("Content-Length", str(len(data)))])
             return [data]
+        if unreadable:
+            return self._explained_challenge(environ, start_response, unreadable)
         return super().__call__(environ, start_response)
+
+    def _explained_challenge(self, environ, start_response, reason: str):
+        """Radicale's answer, its 401 (the login challenge) saying why the credentials
+        sent were not taken."""
+        answered: list = []
+
+        def keep(status, headers, exc_info=None):
+            answered[:] = [status, headers]
+            return lambda data: None
+
+        body = super().__call__(environ, keep)
+        status, headers = answered
+        if status.startswith("401"):
+            _, _, data, _ = refusal(401, reason)
+            body = [data]
+            headers = [(k, v) for k, v in headers if k.lower() not in (
+                "content-length", "content-type", "content-encoding")]
+            headers += [("Content-Type", "text/plain; charset=utf-8"),
+                        ("Content-Length", str(len(body[0])))]
+        start_response(status, headers)
+        return body
 
     def _refuse_hostile(self, environ) -> types.WSGIResponse | None:
         """What Radicale 3.9 answers with a 500 (or worse) is refused here with a reason: a
@@ -209,7 +247,10 @@ class GestanApplication(radicale.Application):
             owner = self.store.require_user(parts[0])
             parsed = parse_object(body, owner.timezone)
             # a repaired object goes on as repaired (Radicale refuses some shapes we repair)
-            caldav_put.check_readable(parsed.repaired_ics or body.decode("utf-8-sig"))
+            text = parsed.repaired_ics or body.decode("utf-8-sig")
+            caldav_put.check_readable(text)
+            caldav_put.check_limits(parsed, text, self.max_resource_size,
+                                    self.max_occurrences)
         except InvalidObject as exc:
             return refusal(exc.status, exc.reason)
         answer = caldav_put.put(self, self.store, environ, path, owner.login, parts[2], parsed,
@@ -247,8 +288,9 @@ class GestanApplication(radicale.Application):
 
     def do_REPORT(self, environ, base_prefix, path, user, user_groups, request_info):
         """A phone's sync and multiget from SQL rows (bridge.fast_report), expansions
-        that no object can fail (bridge.expand_report), a principal search that finds the
-        user (bridge.principal_search); the rest as Radicale does it."""
+        that no object can fail (bridge.expand_report), free-busy from the stored
+        occurrences (bridge.freebusy_report), a principal search that finds the user
+        (bridge.principal_search); the rest as Radicale does it."""
         if not user:
             return super().do_REPORT(environ, base_prefix, path, user, user_groups,
                                      request_info)
@@ -256,6 +298,9 @@ class GestanApplication(radicale.Application):
             raw = self._read_body(environ)
         except InvalidObject as exc:
             return refusal(exc.status, exc.reason)
+        refused = self._report_needs_calendar(raw, path, user, user_groups)
+        if refused is not None:
+            return refused
         answer = None
         if self.fast_reports is not None:
             with compat.storage(self).acquire_lock("r", user, path=path):
@@ -265,6 +310,11 @@ class GestanApplication(radicale.Application):
                 answer = self.expand_reports.answer(raw, base_prefix, path, user, user_groups)
             except (TooManyInstances, ValueError) as exc:  # ValueError: a malformed filter
                 return refusal(400, str(exc))
+        if answer is None:
+            try:
+                answer = self.freebusy_reports.answer(raw, path, user, user_groups)
+            except FreeBusyRefused as exc:
+                return refusal(400, str(exc))
         if answer is not None:
             return (*answer, None)
         if b"principal-" in raw:
@@ -273,7 +323,33 @@ class GestanApplication(radicale.Application):
             if found is not None:
                 return found
         _put_back(environ, raw)
-        return super().do_REPORT(environ, base_prefix, path, user, user_groups, request_info)
+        answer = super().do_REPORT(environ, base_prefix, path, user, user_groups, request_info)
+        if answer[0] == client.FORBIDDEN and _SYNC_TOKEN_REFUSED in _as_bytes(answer[2]):
+            return precondition(client.FORBIDDEN, "{DAV:}valid-sync-token", "this sync-token "
+                                "was not issued by this calendar (or not yet): sync again "
+                                "without one", compat.encoding(self))
+        return answer
+
+    def _report_needs_calendar(self, raw: bytes, path: str, user: str, user_groups: set
+                               ) -> types.WSGIResponse | None:
+        """A multiget, sync or free-busy REPORT sent elsewhere than to a calendar: the
+        ``supported-report`` precondition Radicale answers, with the reason."""
+        parts = self._parts(path)
+        if len(parts) == 2 and parts[1] == CALENDAR_NAME or not any(
+                name in raw for name in (b"multiget", b"free-busy", b"sync-collection")):
+            return None  # a phone's REPORT on its calendar is not parsed twice
+        try:
+            tag = DefusedET.fromstring(raw).tag if raw.strip() else None
+        except Exception:
+            return None
+        if len(parts) > 2 and parts[1] == CALENDAR_NAME and tag != _FREE_BUSY:
+            return None  # a multiget or sync on an appointment answers for its calendar
+        if tag not in _CALENDAR_REPORTS or not self._allowed(user, user_groups, path, "r"):
+            return None
+        name = tag.split("}")[1]
+        return precondition(403, "{DAV:}supported-report", f"a {name} REPORT is answered "
+                            f"by a calendar (yours: /{user}/{CALENDAR_NAME}/), not by {path}",
+                            compat.encoding(self))
 
     def _principal_report(self, raw: bytes, environ, base_prefix, path, user, user_groups,
                           request_info) -> types.WSGIResponse | None:
@@ -304,7 +380,13 @@ class GestanApplication(radicale.Application):
 
     def do_PROPPATCH(self, environ, base_prefix, path, user, user_groups, request_info):
         """Name, description and colour may change; the component set stays VEVENT (else a
-        client would believe the calendar now takes tasks)."""
+        client would believe the calendar now takes tasks). Nothing else has properties a
+        client may change (Radicale answered a bare 403)."""
+        parts = self._parts(path)
+        if user and (len(parts) != 2 or parts[1] != CALENDAR_NAME):
+            return refusal(403, "only a calendar's name, description, colour and order can "
+                           f"change (yours: /{user}/{CALENDAR_NAME}/): nothing else here has "
+                           "properties a client may set")
         if user:
             try:
                 raw = self._read_body(environ)

@@ -79,6 +79,24 @@ def init_item(item: radicale_item.Item, *, collection, href: str, text: str | No
     item._component_name = component_name
 
 
+# Seconds Radicale counts per occurrence of each FREQ when it estimates the occurrences of a
+# rule ending with UNTIL (``[server] max_vevent_rrule_occurrence``; bridge/caldav_put.py).
+RRULE_FREQUENCY_SECONDS: dict[str, float] = radicale_item.RRULE_FREQUENCIES_TO_INTERVAL
+
+
+def radicale_refuses(text: str, max_occurrence: int) -> str | None:
+    """Why Radicale's own PUT would refuse ``text`` (None: it would store it): the canary's
+    way to check that bridge/caldav_put.py refuses what Radicale refused."""
+    try:
+        components = radicale_item.read_components(text)
+        radicale_item.check_and_sanitize_items(
+            components, max_vevent_rrule_occurrence=max_occurrence, is_collection=False,
+            tag="VCALENDAR")
+    except Exception as exc:  # vobject and Radicale raise anything from ValueError on
+        return str(exc) or type(exc).__name__
+    return None
+
+
 def internal_server(configuration: radicale_config.Configuration
                     ) -> radicale_config.Configuration:
     """A copy of ``configuration`` marked as served by Radicale's own server, as

@@ -27,6 +27,7 @@ from radicale.item import filter as radicale_filter
 
 from bridge.ical.model import EventData
 from bridge.ical.parse import event_from_component
+from bridge.ical.rules import LOOK_AHEAD_YEARS
 from bridge.ical.timezones import utc_to_date, utc_to_local
 from bridge.store.queries import SLACK, Candidate, shifted
 
@@ -35,8 +36,8 @@ FILTER, COMP_FILTER, TIME_RANGE = _C("C:filter"), _C("C:comp-filter"), _C("C:tim
 IS_NOT_DEFINED = _C("C:is-not-defined")
 _SECOND = timedelta(seconds=1)
 # Beyond the horizon, an open range looks this far for an occurrence (a rule that makes
-# none in 20 years is refused when it is written: bridge.ical.parse.LOOK_AHEAD).
-_LOOK_AHEAD = timedelta(days=20 * 366)
+# none in 20 years is refused when it is written: bridge.ical.rules.LOOK_AHEAD_YEARS).
+_LOOK_AHEAD = timedelta(days=LOOK_AHEAD_YEARS * 366)
 _FIRST_LOOK = timedelta(days=366)
 
 
@@ -131,26 +132,39 @@ def in_range(candidate: Candidate, wanted: TimeRange, default_tz: str) -> bool:
         return wanted.meets(stored.first_start, stored.last_end)
     if any(wanted.meets(*radicale_span(e, default_tz)) for e in candidate.occurrences):
         return True
+    for start, end in uncovered(candidate, wanted):
+        # beyond the horizon, an open range looks a year ahead, then up to twenty
+        windows = [(start, end)] if end is not None else [
+            (start, shifted(start, _FIRST_LOOK)),
+            (shifted(start, _FIRST_LOOK), shifted(start, _LOOK_AHEAD))]
+        if any(a < b and _expanded_meets(stored.ics, a, b, wanted, default_tz)
+               for a, b in windows):
+            return True
+    return False
+
+
+def uncovered(candidate: Candidate, wanted: TimeRange
+              ) -> list[tuple[datetime, datetime | None]]:
+    """The parts of ``wanted`` (widened by the readings' slack) a series' materialised
+    occurrences do not cover, naive UTC, an end None for an open range: before its last
+    write (occurrences that had ended were not made) and beyond its horizon."""
+    stored = candidate.stored
     if candidate.covered is None or not stored.ics or stored.first_start is None:
-        return False
+        return []
     covered_from, covered_until = candidate.covered
     lower = shifted(wanted.start, -SLACK) if wanted.start is not None else stored.first_start
     lower = max(lower, stored.first_start)
     upper = shifted(wanted.end, SLACK) if wanted.end is not None else None
     if stored.last_end is not None:
         upper = min(upper, stored.last_end) if upper is not None else stored.last_end
-    # before the last write: occurrences that had ended were not materialised
+    parts: list[tuple[datetime, datetime | None]] = []
     end = min(upper, covered_from) if upper is not None else covered_from
-    if lower < end and _expanded_meets(stored.ics, lower, end, wanted, default_tz):
-        return True
-    # beyond the horizon; an open range looks a year ahead, then up to twenty
+    if lower < end:
+        parts.append((lower, end))
     start = max(lower, covered_until)
-    if upper is None:
-        near, far = shifted(start, _FIRST_LOOK), shifted(start, _LOOK_AHEAD)
-    else:
-        near = far = upper
-    return any(a < b and _expanded_meets(stored.ics, a, b, wanted, default_tz)
-               for a, b in ((start, near), (near, far)))
+    if upper is None or start < upper:
+        parts.append((start, upper))
+    return parts
 
 
 def _expanded_meets(ics: str, start: datetime, end: datetime, wanted: TimeRange,
@@ -159,10 +173,13 @@ def _expanded_meets(ics: str, start: datetime, end: datetime, wanted: TimeRange,
                for e in occurrences(ics, start, end, default_tz))
 
 
-def occurrences(ics: str, start: datetime, end: datetime, default_tz: str
+def occurrences(ics: str, start: datetime, end: datetime | None, default_tz: str
                 ) -> Iterator[EventData]:
-    """The occurrences of a stored object overlapping [start, end) (naive UTC), as
-    recurring-ical-events reads them (overrides, EXDATE, RDATE included)."""
+    """The occurrences of a stored object overlapping [start, end) (naive UTC; an end None:
+    every one after ``start``, one at a time), as recurring-ical-events reads them
+    (overrides, EXDATE, RDATE included)."""
     query = recurring_ical_events.of(Calendar.from_ical(ics))
-    for component in query.between(start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)):
+    found = (query.after(start.replace(tzinfo=UTC)) if end is None else
+             query.between(start.replace(tzinfo=UTC), end.replace(tzinfo=UTC)))
+    for component in found:
         yield event_from_component(component, default_tz)

@@ -98,8 +98,9 @@ def test_request_cost_bench_runs_both_servers_and_checks_every_answer() -> None:
     by both servers (a wrong answer raises), a CPU figure for each."""
     import argparse
 
-    from bench import request_cost
     from rich.console import Console
+
+    from bench import request_cost
 
     args = argparse.Namespace(n=3, items=2, postgresql=False)
     results = request_cost.run(args, Console(quiet=True))

@@ -141,3 +141,33 @@ def test_the_remote_ip_sources_we_accept_are_radicales():
     assert tuple(auth.REMOTE_ADDR_SOURCE) == config.REMOTE_IP_SOURCES
     schema = radicale.config.DEFAULT_CONFIG_SCHEMA["auth"]["remote_ip_source"]
     assert schema["value"] == "REMOTE_ADDR" and schema["internal"] == auth.REMOTE_ADDR_SOURCE
+
+
+# (text, what both refuse or accept): [server] max_vevent_rrule_occurrence as Radicale read it
+LIMIT_CASES = {
+    "count over": ("RRULE:FREQ=DAILY;COUNT=20000", True),
+    "count at": ("RRULE:FREQ=DAILY;COUNT=10000", False),
+    "until over": ("RRULE:FREQ=DAILY;UNTIL=20550101T000000Z", True),
+    "until under": ("RRULE:FREQ=WEEKLY;UNTIL=20550101T000000Z", False),
+    "weekly until over": ("RRULE:FREQ=WEEKLY;UNTIL=22300101T000000Z", True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIMIT_CASES))
+def test_our_put_refuses_the_rules_radicales_put_refused(name):
+    """bridge/caldav_put.py writes PUTs without Radicale's PUT: its occurrence limit is
+    checked by us, and must refuse exactly what Radicale's check refuses."""
+    from bridge.caldav_put import check_limits
+    from bridge.ical import InvalidObject, parse_object
+
+    rule, refused = LIMIT_CASES[name]
+    text = ICS.replace("SUMMARY:s", f"SUMMARY:s\r\n{rule}")
+    assert (compat.radicale_refuses(text, 10_000) is not None) is refused
+    parsed = parse_object(text.encode(), "Europe/Paris")
+    try:
+        check_limits(parsed, text, 0, 10_000)
+        ours = False
+    except InvalidObject as exc:
+        ours = True
+        assert "max_vevent_rrule_occurrence" in exc.reason
+    assert ours is refused

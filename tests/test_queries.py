@@ -353,3 +353,126 @@ def test_time_range_queries_read_the_materialised_occurrences_never_the_rule(
     # the counter does see expansions: a range before the series' last write needs one
     names(report(ours, server.calendar_url("alice"), query(time_range(utc(-30), utc(-20)))))
     assert iterations
+
+
+# ---------------------------------------------------------------- free-busy
+
+def freebusy_query(start: str | None, end: str | None) -> str:
+    return ('<?xml version="1.0"?><C:free-busy-query xmlns:C="urn:ietf:params:xml:ns:caldav">'
+            f"{time_range(start, end)}</C:free-busy-query>")
+
+
+def busy(answer: requests.Response) -> tuple:
+    """(DTSTART, DTEND, sorted FREEBUSY periods with their FBTYPE) of a VFREEBUSY answer."""
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"].startswith("text/calendar")
+    (found,) = Calendar.from_ical(answer.text).walk("VFREEBUSY")
+    periods = found.get("FREEBUSY", [])
+    periods = periods if isinstance(periods, list) else [periods]
+    return (found.decoded("DTSTART"), found.decoded("DTEND"),
+            sorted((str(p.params.get("FBTYPE", "BUSY")), p.to_ical().decode())
+                   for p in periods))
+
+
+sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+FREEBUSY_OBJECTS = {
+    **{name: OBJECTS[name] for name in ("single", "no-end", "duration", "utc", "floating",
+                                        "all-day", "all-day-no-end", "past", "weekly",
+                                        "all-day-weekly")},
+    "tentative": calendar(f"UID:tentative\r\nDTSTART;{PARIS}:{local(3, 9)}\r\n"
+                          f"DTEND;{PARIS}:{local(3, 12)}\r\nSTATUS:TENTATIVE\r\nSUMMARY:t\r\n"),
+    "cancelled": calendar(f"UID:cancelled\r\nDTSTART;{PARIS}:{local(4)}\r\n"
+                          f"DTEND;{PARIS}:{local(4, 10)}\r\nSTATUS:CANCELLED\r\nSUMMARY:c\r\n"),
+    "transparent": calendar(f"UID:transparent\r\nDTSTART;{PARIS}:{local(5)}\r\n"
+                            f"DTEND;{PARIS}:{local(5, 10)}\r\nTRANSP:TRANSPARENT\r\n"
+                            "SUMMARY:tr\r\n"),
+    "daily-overridden": calendar(
+        f"UID:daily-overridden\r\nDTSTART;{PARIS}:{local(-2, 13)}\r\n"
+        f"DTEND;{PARIS}:{local(-2, 14)}\r\nRRULE:FREQ=DAILY;COUNT=12\r\n"
+        f"EXDATE;{PARIS}:{local(2, 13)}\r\nSUMMARY:daily\r\n",
+        f"UID:daily-overridden\r\nRECURRENCE-ID;{PARIS}:{local(3, 13)}\r\n"
+        f"DTSTART;{PARIS}:{local(3, 16)}\r\nDTEND;{PARIS}:{local(3, 18)}\r\n"
+        "STATUS:TENTATIVE\r\nSUMMARY:daily, later\r\n",
+        f"UID:daily-overridden\r\nRECURRENCE-ID;{PARIS}:{local(4, 13)}\r\n"
+        f"DTSTART;{PARIS}:{local(4, 13)}\r\nDTEND;{PARIS}:{local(4, 14)}\r\n"
+        "TRANSP:TRANSPARENT\r\nSUMMARY:daily, free\r\n"),
+}
+FREEBUSY_RANGES = [(a, b) for a, b in zip(POINTS, POINTS[2:], strict=False)] + [
+    (utc(-40), utc(120)), (utc(-3000), utc(3000)), (None, utc(30)), (utc(-5), utc(30))]
+
+
+def test_free_busy_answers_as_stock_radicale_from_the_stored_occurrences(
+        server, stock, monkeypatch):
+    """Issue 12: a free-busy-query is answered from the occurrences stored at write time,
+    never by expanding what was materialised; the periods are stock Radicale's (STATUS,
+    TRANSP, overrides, EXDATE, all-day, floating, no end, zero length)."""
+    ours, theirs = server.session("alice"), stock.session("alice")
+    for name, text in FREEBUSY_OBJECTS.items():
+        put(ours, server.calendar_url("alice"), name, text)
+        put(theirs, stock.calendar_url(), name, text)
+    expected = {r: busy(report(theirs, stock.calendar_url(), freebusy_query(*r)))
+                for r in FREEBUSY_RANGES}
+    types = {kind for _, _, periods in expected.values() for kind, _ in periods}
+    assert types == {"BUSY", "BUSY-TENTATIVE", "FREE"}
+    inside = (utc(2), utc(200))  # in the year the store materialised, a day past the writes
+    reference = busy(report(theirs, stock.calendar_url(), freebusy_query(*inside)))
+    iterations = []  # dateutil's rule walks (stock Radicale's too: it is asked before)
+    original = dateutil.rrule.rrule._iter
+    monkeypatch.setattr(dateutil.rrule.rrule, "_iter",
+                        lambda self: iterations.append(self) or original(self))
+    assert busy(report(ours, server.calendar_url("alice"), freebusy_query(*inside))) == \
+        reference
+    assert iterations == [], "a free-busy-query expanded a rule the store had materialised"
+    mine = {r: busy(report(ours, server.calendar_url("alice"), freebusy_query(*r)))
+            for r in FREEBUSY_RANGES}
+    assert {r: v for r, v in mine.items() if v != expected[r]} == {}
+    assert iterations, "the ranges before the series' last write are expanded"
+
+
+@sqlite_only
+def test_free_busy_where_stock_radicale_is_wrong_follows_the_store(server, stock):
+    """Two series whose occurrences stock Radicale 3.9 gets wrong: one begun in winter,
+    asked about in summer (stock: an hour off, vobject expands the rule in UTC), an
+    all-day one without an end (stock: busy one second of each day). Here they are the
+    store's occurrences, as recurring-ical-events (and every phone) reads them."""
+    ours, theirs = server.session("alice"), stock.session("alice")
+    window = (utc(-2000), utc(300))
+    start, end = (datetime.strptime(v, STAMP).replace(tzinfo=UTC) for v in window)
+    for name in ("monthly", "yearly-past"):
+        put(ours, server.calendar_url("alice"), name, OBJECTS[name])
+        put(theirs, stock.calendar_url(), name, OBJECTS[name])
+    mine = busy(report(ours, server.calendar_url("alice"), freebusy_query(*window)))[2]
+    reference = sorted(("BUSY", f"{_utc(a):{STAMP}}/{_utc(b or a + timedelta(days=1)):{STAMP}}")
+                       for name in ("monthly", "yearly-past")
+                       for _, a, b, _ in reference_instances(OBJECTS[name], start, end))
+    assert mine == reference and len(mine) > 20
+    stock_periods = busy(report(theirs, stock.calendar_url(), freebusy_query(*window)))[2]
+    assert len(stock_periods) == len(mine) and stock_periods != mine
+
+
+def _utc(value: date) -> datetime:
+    """As Radicale reads it: a DATE is midnight UTC."""
+    if not isinstance(value, datetime):
+        return datetime.combine(value, time(), UTC)
+    return value.astimezone(UTC)
+
+
+@sqlite_only
+def test_a_free_busy_query_refused_says_why(server, stock):
+    """Without a time-range stock Radicale fails (500); an appointment with more instances
+    in the range than [reporting] max_freebusy_occurrence: its bare 400."""
+    ours, theirs = server.session("alice"), stock.session("alice")
+    daily = calendar(f"UID:every-day\r\nDTSTART;{PARIS}:{local(-30)}\r\n"
+                     f"DTEND;{PARIS}:{local(-30, 10)}\r\nRRULE:FREQ=DAILY\r\nSUMMARY:d\r\n")
+    put(ours, server.calendar_url("alice"), "every-day", daily)
+    put(theirs, stock.calendar_url(), "every-day", daily)
+    bare = ('<?xml version="1.0"?><C:free-busy-query xmlns:C="urn:ietf:params:xml:ns:caldav"'
+            "/>")
+    assert report(theirs, stock.calendar_url(), bare).status_code == 500
+    answer = report(ours, server.calendar_url("alice"), bare)
+    assert answer.status_code == 400 and "needs a time-range" in answer.text
+    endless = freebusy_query(utc(0), None)  # 10,000 days and more
+    assert report(theirs, stock.calendar_url(), endless).status_code == 400
+    answer = report(ours, server.calendar_url("alice"), endless)
+    assert answer.status_code == 400
+    assert "every-day.ics has 10000 instances or more in the range" in answer.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import xml.etree.ElementTree as ET
 from datetime import date, timedelta
 
 import pytest
@@ -22,6 +23,10 @@ def event(body: str = "", uid: str = "x1", start: str | None = None,
             f"{body}END:VEVENT\r\nEND:VCALENDAR\r\n")
 
 
+_NEST, _UNNEST = "BEGIN:X-NEST\r\n", "END:X-NEST\r\n"
+_PARIS = ("BEGIN:VTIMEZONE\r\nTZID:Europe/Paris\r\nBEGIN:STANDARD\r\n"
+          "DTSTART:19701025T030000\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\n"
+          "RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n")
 BAD_BODIES = {
     "garbage": (b"this is not a calendar", 400, "BEGIN:VCALENDAR"),
     "truncated": (b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:1\r\n", 400,
@@ -54,17 +59,47 @@ BAD_BODIES = {
     "no-dtstart": (event(start="X-NOTHING:1").encode(), 400, "DTSTART"),
     # issue 12: a rule that never occurs (dateutil would walk to the year 9999)
     "never-occurs": (event("RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30\r\n").encode(), 400,
-                     "no occurrence"),
+                     "never occurs"),
     "never-occurs-daily": (event("RRULE:FREQ=DAILY;BYMONTH=2;BYMONTHDAY=31;COUNT=3\r\n")
-                           .encode(), 400, "no occurrence"),
+                           .encode(), 400, "never occurs"),
     # issue 12: these were 500s
     "broken-count": (event("RRULE:FREQ=DAILY;COUNT=\\\r\n").encode(), 400, "RRULE"),
     "huge-duration": (event(end="DURATION:P99999999W").encode(), 400, "DURATION"),
-    # what Radicale's own reader refused with a bare "Bad Request": now with the reason
-    "nested-deep": (event("BEGIN:X-A\r\n" * 20 + "X-P:1\r\n" + "END:X-A\r\n" * 20)
-                    .encode(), 400, "nested 22 levels"),
-    "unreadable-line": (event('X-NOTE;X-CANARY="a:b\r\n').encode(), 400,
-                        "cannot be read"),
+    # issue 12: these got Radicale's bare "Bad Request" (its reader refused them), or were
+    # stored (components nested a few hundred deep)
+    "nested-300": (event(_NEST * 300 + _UNNEST * 300).encode(), 400,
+                   "nested 5 levels deep: a calendar object has 4 at most"),
+    "nested-5": (event("BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT5M\r\n"
+                       + _NEST * 2 + _UNNEST * 2 + "END:VALARM\r\n").encode(), 400,
+                 "BEGIN:X-NEST at line 14 is nested 5 levels deep"),
+    "unclosed-alarm": (event("BEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT5M\r\n").encode(),
+                       400, "END:VEVENT at line 13 does not close BEGIN:VALARM of line 10"),
+    "event-in-event": (event("BEGIN:VEVENT\r\nUID:in\r\nEND:VEVENT\r\n").encode(), 400,
+                       "BEGIN:VEVENT at line 10 is inside VEVENT: it belongs in VCALENDAR"),
+    "no-component-name": (event("BEGIN:\r\nEND:\r\n").encode(), 400, "not a component name"),
+    "unreadable-line": (event('X-CANARY;X-P="open:1\r\n').encode(), 400,
+                        "line 10 is not an iCalendar content line"),
+    "lone-cr": (event("CREATED:20260101T000000Z\rLAST-MODIFIED:20260101T000000Z\r\n")
+                .encode(), 400, "line 10 has a carriage return inside it"),
+    "created-twice": (event("CREATED:20260101T000000Z\r\nCREATED:20260102T000000Z\r\n")
+                      .encode(), 400, "CREATED appears more than once"),
+    "date-that-is-a-time": (event(start=f"DTSTART;VALUE=DATE:{DAY:%Y%m%d}T100000",
+                                  end=f"DTEND:{DAY:%Y%m%d}T110000Z").encode(), 400,
+                            "DTSTART;VALUE=DATE holds"),
+    "exdate-unknown-zone": (event("RRULE:FREQ=DAILY;COUNT=3\r\nEXDATE;TZID=Mars/Olympus:"
+                                  f"{DAY:%Y%m%d}T100000\r\n").encode(), 400,
+                            "unknown TZID 'Mars/Olympus' in EXDATE"),
+    "unreadable-vtimezone": (event().replace("BEGIN:VEVENT", _PARIS.replace(
+        "DTSTART:19701025T030000", "DTSTART;VALUE=DATE:19701025") + "BEGIN:VEVENT").encode(),
+        400, "the VTIMEZONE 'Europe/Paris' of line 4 cannot be read: 'Unsupported DTSTART"),
+    "until-before-start": (event("RRULE:FREQ=DAILY;UNTIL=20000101T000000Z\r\n").encode(),
+                           400, "UNTIL is before DTSTART"),
+    # Radicale's occurrence limit, which its PUT checked: checked by ours
+    "count-over-radicale-limit": (event("RRULE:FREQ=DAILY;COUNT=999999999\r\n").encode(),
+                                  400, "COUNT=999999999: at most 10000 occurrences ([server] "
+                                  "max_vevent_rrule_occurrence)"),
+    "until-over-radicale-limit": (event("RRULE:FREQ=DAILY;UNTIL=20991231T000000Z\r\n")
+                                  .encode(), 400, "max_vevent_rrule_occurrence"),
 }
 
 
@@ -95,8 +130,52 @@ def test_malformed_xml_is_a_client_error(server, method):
     before = snapshot(server.store)
     answer = requests.request(method, server.calendar_url("alice"), data=b"<propfind><oops",
                               auth=("alice", "alice"), headers={"Depth": "1"})
-    assert 400 <= answer.status_code < 500
+    assert answer.status_code == 400
+    assert answer.text.startswith("400 Bad Request: malformed XML: unclosed token: line 1")
     assert snapshot(server.store) == before
+
+
+def test_the_properties_of_anything_but_a_calendar_are_refused_with_the_reason(server):
+    """Radicale answered a bare 403 ("Access to the requested resource forbidden.")."""
+    before = snapshot(server.store)
+    body = (b'<?xml version="1.0"?><propertyupdate xmlns="DAV:"><set><prop><displayname>x'
+            b"</displayname></prop></set></propertyupdate>")
+    for url in (server.url, server.url + "alice/"):
+        answer = requests.request("PROPPATCH", url, data=body, auth=("alice", "alice"))
+        assert answer.status_code == 403
+        assert "only a calendar's name, description, colour and order" in answer.text
+    assert snapshot(server.store) == before
+
+
+def test_a_calendar_report_elsewhere_names_its_precondition_and_the_reason(server):
+    """A multiget, sync or free-busy REPORT on the principal: Radicale's DAV:error
+    supported-report, now with a description; a sync-token never issued likewise."""
+    auth = ("alice", "alice")
+    bodies = {
+        "calendar-multiget": '<C:calendar-multiget xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml'
+                             ':ns:caldav"><D:prop><D:getetag/></D:prop>'
+                             "<D:href>/alice/rendez-vous/x.ics</D:href></C:calendar-multiget>",
+        "sync-collection": '<D:sync-collection xmlns:D="DAV:"><D:sync-token/><D:sync-level>1'
+                           "</D:sync-level><D:prop><D:getetag/></D:prop></D:sync-collection>",
+        "free-busy-query": '<C:free-busy-query xmlns:C="urn:ietf:params:xml:ns:caldav">'
+                           '<C:time-range start="20270101T000000Z" end="20270102T000000Z"/>'
+                           "</C:free-busy-query>",
+    }
+    for name, body in bodies.items():
+        answer = requests.request("REPORT", server.url + "alice/", data=body, auth=auth)
+        error = ET.fromstring(answer.content)
+        assert answer.status_code == 403 and error.tag == "{DAV:}error", answer.text
+        assert error.find("{DAV:}supported-report") is not None
+        assert error.findtext("{DAV:}responsedescription") == (
+            f"a {name} REPORT is answered by a calendar (yours: /alice/rendez-vous/), not by "
+            "/alice/")
+    forged = ('<D:sync-collection xmlns:D="DAV:"><D:sync-token>http://radicale.org/ns/sync/'
+              "../../etc</D:sync-token><D:sync-level>1</D:sync-level><D:prop><D:getetag/>"
+              "<D:getcontenttype/><D:displayname/></D:prop></D:sync-collection>")
+    answer = requests.request("REPORT", server.calendar_url("alice"), data=forged, auth=auth)
+    error = ET.fromstring(answer.content)
+    assert answer.status_code == 403 and error.find("{DAV:}valid-sync-token") is not None
+    assert "was not issued by this calendar" in error.findtext("{DAV:}responsedescription")
 
 
 def _put_bob_event(server) -> str:
@@ -241,6 +320,10 @@ def test_an_expand_over_ten_thousand_years_is_refused(server):
 def test_odd_authorization_headers_are_401_not_500(server, header):
     answer = requests.get(server.calendar_url("alice"), headers={"Authorization": header})
     assert answer.status_code == 401, answer.status_code
+    assert answer.headers["WWW-Authenticate"].startswith("Basic realm=")
+    if header.startswith("Basic"):  # credentials that cannot be read: said so
+        assert answer.text == ("401 Unauthorized: the Basic credentials cannot be read: "
+                               "expected base64 of login:password\n")
 
 
 def test_a_negative_content_length_is_a_client_error(server):

@@ -9,13 +9,11 @@ repairs are listed in :attr:`ParsedObject.repairs`.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
 
-from dateutil import rrule as dateutil_rrule
 from icalendar import Calendar, Component, Event
 
 from bridge.config import max_content_length
-from bridge.ical import reading, repair
+from bridge.ical import reading, repair, rules, structure
 from bridge.ical.model import EventData, InvalidObject, ParsedObject, Repair
 from bridge.ical.timezones import (
     is_iana,
@@ -23,11 +21,8 @@ from bridge.ical.timezones import (
 )
 
 MAX_TEXT = {"SUMMARY": 1000, "LOCATION": 1000, "CONTACT": 1000, "DESCRIPTION": 64 * 1024}
-MAX_OCCURRENCES_PER_YEAR = 1000
 _SERIES_PROPS = ("RRULE", "RDATE", "EXRULE", "RECURRENCE-ID")
-LOOK_AHEAD = timedelta(days=20 * 366)  # a rule must make an occurrence within this
 MAX_OVERRIDES = 1000
-ALLOWED_FREQ = {"HOURLY", "DAILY", "WEEKLY", "MONTHLY", "YEARLY"}
 STATUSES = {"CONFIRMED", "TENTATIVE", "CANCELLED"}
 
 # Held by the actions columns (or re-rendered by us); everything else goes to ``extra_ics``.
@@ -56,6 +51,7 @@ def parse_object(data: str | bytes, default_tz: str) -> ParsedObject:
         raise InvalidObject("a vCard is not an appointment: this calendar holds VEVENTs only", 415)
     if not head.startswith("BEGIN:VCALENDAR"):
         raise InvalidObject("not an iCalendar object: the body must start with BEGIN:VCALENDAR")
+    structure.check_text(data.lstrip("\ufeff \t"))
     data = without_iana_vtimezones(data)
     try:
         calendars = Calendar.from_ical(data, multiple=True)
@@ -63,6 +59,7 @@ def parse_object(data: str | bytes, default_tz: str) -> ParsedObject:
         raise InvalidObject(f"malformed iCalendar: {exc}") from exc
     if len(calendars) != 1:
         raise InvalidObject("exactly one VCALENDAR is expected per object")
+    structure.check_components(calendars[0])
     try:
         return _interpret(calendars[0], default_tz)
     except InvalidObject:
@@ -236,87 +233,14 @@ def _extras(component: Component, skip: set[str]) -> str:
 
 
 def _check_rrule(master: Component) -> None:
-    """Refuse rules that would flood the agenda (INTERVAL=0, SECONDLY, > 1000 a year...).
+    """Refuse rules that would flood the agenda or never occur (:mod:`bridge.ical.rules`).
 
     Several RRULEs mean the union of their occurrences (RFC 5545 allows it, Outlook and
-    recurring-ical-events read it so): each is checked."""
-    found = master.get("RRULE")
-    for rules in found if isinstance(found, list) else [found] if found is not None else []:
-        _check_one_rule(master, rules)
-
-
-def _check_one_rule(master: Component, rules) -> None:
-    freq = (rules.get("FREQ") or [""])[0]
-    if freq not in ALLOWED_FREQ:
-        raise InvalidObject(f"RRULE FREQ={freq or '?'} is not supported for appointments"
-                            " (HOURLY to YEARLY)")
-    for key in ("INTERVAL", "COUNT"):
-        values = rules.get(key)
-        if values is not None and (not isinstance(values[0], int) or values[0] < 1):
-            raise InvalidObject(f"RRULE {key} must be a positive integer")
-    start = _decoded(master, "DTSTART")
-    naive_start = _naive(start)
-    text = rules.to_ical().decode()
-    if not _month_days_possible(rules):
-        raise InvalidObject(f"RRULE {text} makes no occurrence: no month of BYMONTH has a "
-                            "day of BYMONTHDAY")
-    # Checked without COUNT and with UNTIL at most LOOK_AHEAD away: dateutil walks period
-    # by period, and a rule that never matches (BYMONTH=2;BYMONTHDAY=30) would walk to the
-    # year 9999 (seconds per PUT, and again at every expansion).
-    parts = [p for p in text.split(";") if p.split("=")[0].upper() not in ("UNTIL", "COUNT")]
-    until = rules.get("UNTIL")
-    count = (rules.get("COUNT") or [None])[0]
-    try:
-        rule = dateutil_rrule.rrulestr(";".join(parts), dtstart=naive_start)
-        last = _naive(until[0], like=start) if until else None
-    except Exception as exc:
-        raise InvalidObject(f"invalid RRULE: {exc}") from exc
-
-    def bounded(span: timedelta):
-        end = naive_start + span
-        return rule.replace(until=min(last, end) if last else end)
-
-    try:
-        # never matching (whatever UNTIL says: dateutil only checks it on a match)
-        if next(iter(rule.replace(until=naive_start + LOOK_AHEAD)), None) is None:
-            raise InvalidObject(f"RRULE {text} makes no occurrence in its first "
-                                f"{LOOK_AHEAD.days // 365} years: check BYMONTH/BYMONTHDAY")
-        if count is None or count > MAX_OCCURRENCES_PER_YEAR:
-            for number, _ in enumerate(bounded(timedelta(days=366))):
-                if number >= MAX_OCCURRENCES_PER_YEAR:
-                    raise InvalidObject(f"RRULE repeats more than {MAX_OCCURRENCES_PER_YEAR} "
-                                        "times in a year: not an appointment series")
-    except (ValueError, OverflowError) as exc:
-        raise InvalidObject(f"invalid RRULE: {exc}") from exc
-
-
-_LONGEST_MONTH = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31,
-                  11: 30, 12: 31}
-
-
-def _month_days_possible(rules) -> bool:
-    """Whether some month of BYMONTH has some day of BYMONTHDAY (February 30 never comes,
-    and dateutil would look for it period by period until the year 9999)."""
-    days = rules.get("BYMONTHDAY")
-    if not days:
-        return True
-    months = rules.get("BYMONTH") or list(_LONGEST_MONTH)
-    try:
-        return any(1 <= abs(int(day)) <= _LONGEST_MONTH[int(month)]
-                   for month in months for day in days)
-    except (KeyError, TypeError, ValueError):
-        return True  # out-of-range values: dateutil refuses them with its own reason
-
-
-def _naive(value, like=None) -> datetime:
-    """A comparable naive datetime: dates at midnight, aware values in ``like``'s zone."""
-    if not isinstance(value, datetime):
-        return datetime.combine(value, datetime.min.time())
-    if value.tzinfo is not None:
-        target = like.tzinfo if isinstance(like, datetime) and like.tzinfo else None
-        value = value.astimezone(target) if target else value
-        return value.replace(tzinfo=None)
-    return value
+    recurring-ical-events read it so): each is checked, and an EXRULE as a rule."""
+    for name in ("RRULE", "EXRULE"):
+        found = master.get(name)
+        for rule in found if isinstance(found, list) else [found] if found is not None else []:
+            rules.check_rule(master, rule, name)
 
 
 def _series_text(calendar: Calendar, events: list[Component]) -> str:

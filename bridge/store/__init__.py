@@ -254,12 +254,12 @@ class Store:
             raise ValueError(f"sync token {token!r} is from the future")
         return int(found[1]), int(found[2]) if found[2] else None
 
-    def range_candidates(self, user_id: int, start: datetime | None, end: datetime | None
-                         ) -> list[Candidate]:
+    def range_candidates(self, user_id: int, start: datetime | None, end: datetime | None,
+                         every_action: bool = False) -> list[Candidate]:
         """Objects that may have an instance in [start, end), with their materialised
         occurrences there (:mod:`bridge.store.queries`)."""
         with self.reading() as conn:
-            return queries.range_candidates(conn, user_id, start, end)
+            return queries.range_candidates(conn, user_id, start, end, every_action)
 
     def put_object(self, login: str, href: str, data: str | bytes | ParsedObject
                    ) -> StoredObject:

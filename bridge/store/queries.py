@@ -51,8 +51,9 @@ class Candidate:
 
 
 def range_candidates(conn: Connection, user_id: int, start: datetime | None,
-                     end: datetime | None) -> list[Candidate]:
-    """Live objects whose instants may meet [start, end) (naive UTC, None: open)."""
+                     end: datetime | None, every_action: bool = False) -> list[Candidate]:
+    """Live objects whose instants may meet [start, end) (naive UTC, None: open);
+    ``every_action``: a single appointment's action read even when its bounds decide."""
     lower = shifted(start, -SLACK) if start is not None else None
     upper = shifted(end, SLACK) if end is not None else None
     query = select(*_LISTING, calendar_objects.c.ics,
@@ -64,7 +65,7 @@ def range_candidates(conn: Connection, user_id: int, start: datetime | None,
         query = query.where(or_(calendar_objects.c.last_end.is_(None),
                                 calendar_objects.c.last_end > lower))
     rows = conn.execute(query.order_by(calendar_objects.c.id)).all()
-    need = [r.id for r in rows if r.is_series or not _clear(r, start, end)]
+    need = [r.id for r in rows if every_action or r.is_series or not _clear(r, start, end)]
     found: dict[int, list[EventData]] = {}
     for chunk in range(0, len(need), _CHUNK):
         part = select(actions).where(actions.c.object_id.in_(need[chunk:chunk + _CHUNK]),

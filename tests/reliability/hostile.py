@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
+import json
 import random
 import re
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ def samples() -> dict[str, bytes]:
             for path in sorted(SAMPLES.glob("*.ics"))}
 
 
-_UID_LINE = re.compile(rb"^UID:(.*(?:\r\n[ \t].*)*)$", re.M)
+_UID_LINE = re.compile(rb"^UID:([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", re.M)
 
 
 def event_uid(body: bytes) -> bytes:
@@ -414,7 +416,8 @@ def _xml_malformed(rng: random.Random) -> tuple[str, bytes]:
 def _xml_caldav(rng: random.Random) -> tuple[str, bytes]:
     variant = rng.choice(("expand-forever", "time-range-garbage", "text-match-huge",
                           "sync-token-garbage", "multiget-many", "multiget-traversal",
-                          "comp-filter-deep", "limit-huge", "unknown-report"))
+                          "comp-filter-deep", "limit-huge", "unknown-report",
+                          "free-busy-forever", "free-busy-without-range"))
     if variant == "expand-forever":
         body = _query(b'<prop><C:calendar-data><C:expand start="00010101T000000Z" '
                       b'end="99991231T235959Z"/></C:calendar-data></prop><C:filter>'
@@ -456,6 +459,11 @@ def _xml_caldav(rng: random.Random) -> tuple[str, bytes]:
         body = _query(b'<prop><getetag/></prop><C:filter><C:comp-filter name="VCALENDAR"/>'
                       b"</C:filter><C:limit><C:nresults>99999999999999999999</C:nresults>"
                       b"</C:limit>")
+    elif variant == "free-busy-forever":
+        body = (b'<?xml version="1.0"?><C:free-busy-query ' + DAV + b'><C:time-range '
+                b'start="00010101T000000Z" end="99991231T235959Z"/></C:free-busy-query>')
+    elif variant == "free-busy-without-range":
+        body = b'<?xml version="1.0"?><C:free-busy-query ' + DAV + b"/>"
     else:
         body = b'<?xml version="1.0"?><x:' + CANARY.encode() + b' xmlns:x="urn:x"/>'
     return f"caldav-{variant}", body
@@ -531,6 +539,12 @@ def issue12_cases(login: str = "alice") -> list[tuple[Case, int]]:
          _event(end=b"DURATION:P99999999W"), ics, 400),
         ("RRULE February 30 (never occurs)", "PUT", calendar + "i3.ics",
          _event(b"RRULE:FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30\r\n"), ics, 400),
+        ("RRULE BYWEEKNO=54 (never occurs)", "PUT", calendar + "i3b.ics",
+         _event(b"RRULE:FREQ=YEARLY;BYWEEKNO=54\r\n"), ics, 400),
+        ("RRULE day 366 of February, hourly (never occurs)", "PUT", calendar + "i3c.ics",
+         _event(b"RRULE:FREQ=HOURLY;BYYEARDAY=366;BYMONTH=2\r\n"), ics, 400),
+        ("RRULE week 1 in June (never occurs, walked)", "PUT", calendar + "i3d.ics",
+         _event(b"RRULE:FREQ=YEARLY;BYWEEKNO=1;BYMONTH=6\r\n"), ics, 400),
         ("UID with \\n quoted in the reason", "PUT", calendar + "i4.ics",
          _event().replace(b"END:VCALENDAR", b"BEGIN:VEVENT" + second.split(b"END:VCALENDAR")[0]
                           + b"END:VCALENDAR"), ics, 400),
@@ -560,6 +574,29 @@ def issue12_cases(login: str = "alice") -> list[tuple[Case, int]]:
 # ---------------------------------------------------------------- the run
 
 READ_ONLY = {"PROPFIND", "REPORT", "GET", "OPTIONS"}
+# What the server says when Radicale's own reader refused a body ours passed.
+RELAYED = b"the object cannot be stored: "
+
+
+def has_reason(answer: Exchange) -> bool:
+    """Whether a refusal says why in its body: ``400 Bad Request: <why>`` (our refusals),
+    a ``DAV:error`` naming the failed precondition with a ``DAV:responsedescription``, or
+    the sync triggers' JSON ``error``. Radicale's bare "Bad Request", "Access to the
+    requested resource forbidden." or ``DAV:error`` alone say nothing."""
+    body = answer.body.strip()
+    prefix = f"{answer.status} {answer.reason}: ".encode()
+    if body.startswith(prefix):
+        return bool(body[len(prefix):].strip())
+    if body.startswith(b"{"):
+        with contextlib.suppress(ValueError):
+            found = json.loads(body)
+            return isinstance(found, dict) and bool(str(found.get("error") or "").strip())
+        return False
+    with contextlib.suppress(ET.ParseError):
+        root = ET.fromstring(body)
+        description = root.findtext("{DAV:}responsedescription") or ""
+        return root.tag == "{DAV:}error" and len(root) > 1 and bool(description.strip())
+    return False
 
 
 @dataclass
@@ -573,6 +610,11 @@ class Outcome:
     @property
     def refused(self) -> bool:
         return self.answer.status is None or self.answer.status >= 400
+
+    @property
+    def without_reason(self) -> bool:
+        """A refusal whose body does not say why (:func:`has_reason`)."""
+        return self.answer.status is not None and self.refused and not has_reason(self.answer)
 
     @property
     def store_violation(self) -> bool:
@@ -601,6 +643,13 @@ class HostileReport:
     def store_violations(self) -> list[Outcome]:
         return [o for o in self.outcomes if o.store_violation]
 
+    def without_reason(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.without_reason]
+
+    def relayed(self) -> list[Outcome]:
+        """Refusals whose reason is Radicale's reader's (what our parser let through)."""
+        return [o for o in self.outcomes if o.refused and RELAYED in o.answer.body[:200]]
+
     def failures(self) -> list[str]:
         """Every wrong answer, one line each (empty: the run passed)."""
         lines = [f"{o.case.kind} #{o.number} {o.case.name} {o.case.method}: "
@@ -608,6 +657,9 @@ class HostileReport:
                  for o in self.server_errors() + self.broken()]
         lines += [f"{o.case.kind} #{o.number} {o.case.name} {o.case.method}: refused "
                   f"({o.answer.status}) but the store changed" for o in self.store_violations()]
+        lines += [f"{o.case.kind} #{o.number} {o.case.name} {o.case.method} {o.case.path}: "
+                  f"refused ({o.answer.status}) without a reason: {o.answer.body[:120]!r}"
+                  for o in self.without_reason()]
         lines += [f"issue 12: {o.case.name}: {o.answer.status}, expected {o.expected}"
                   for o in self.outcomes
                   if o.expected is not None and o.answer.status != o.expected]

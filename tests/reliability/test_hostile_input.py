@@ -1,7 +1,7 @@
 """Hostile input (issue 12), at CI size: seeded mutations of real-world iCalendar and hostile
-XML bodies against the running server; no 5xx, no broken answer, the store unchanged by
-every refusal, the server alive. Full size: ``python -m bench.reliability_bench --part
-hostile``."""
+XML bodies against the running server; no 5xx, no broken answer, a reason in every
+refusal's body, the store unchanged by every refusal, the server alive. Full size:
+``python -m bench.reliability_bench --part hostile``."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def test_mutated_icalendar_and_hostile_xml_get_sound_4xx_answers(server):
     report = run_hostile(server.url, "alice", "alice", lambda: store_fingerprint(server.store),
                          MUTATIONS, XML_BODIES, seed=12)
     assert report.failures() == []
-    assert len(report.of("issue12")) == 13, "issue 12's own inputs are always sent"
+    assert len(report.without_reason()) == 0, "every refusal says why"
+    assert len(report.of("issue12")) == 16, "issue 12's own inputs are always sent"
     ical, xml = report.by_status("ical"), report.by_status("xml")
     assert sum(ical.values()) == MUTATIONS and sum(xml.values()) == XML_BODIES
     assert ical[201] > 0, "some mutations are still valid iCalendar: the accept path is hit"
