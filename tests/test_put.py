@@ -185,3 +185,24 @@ def test_a_ctag_poll_reads_no_appointment(server):
                              headers={"Depth": "1"})
     assert TOKEN.search(report.content).group(1) == token
     assert all(f"t{n}.ics" in report.text for n in range(3))
+
+
+def test_max_resource_size_still_holds(store):
+    """Radicale's PUT refused an object over ``[server] max_resource_size``; ours does too,
+    with the reason (and a 413 where Radicale said 412)."""
+    configuration = load_configuration(
+        REPO / "radicale.conf", store.url, "127.0.0.1", 0,
+        overrides={"server": {"max_resource_size": "3000"},
+                   "auth": {"delay": "0.01"}, "logging": {"level": "warning"}})
+    running = Server(configuration, ("127.0.0.1", 0)).start()
+    try:
+        url = f"{running.url}alice/rendez-vous/big.ics"
+        auth = ("alice", PASSWORDS["alice"])
+        before = snapshot(store)
+        big = requests.put(url, data=event(f"DESCRIPTION:{'x' * 3000}\r\n", uid="big"),
+                           auth=auth)
+        assert big.status_code == 413 and "max_resource_size" in big.text
+        assert snapshot(store) == before
+        assert requests.put(url, data=event(uid="big"), auth=auth).status_code == 201
+    finally:
+        running.stop()
