@@ -25,7 +25,7 @@ from defusedxml import ElementTree as DefusedET
 from radicale import pathutils, types
 from radicale.app.base import Access
 
-from bridge import principal_search
+from bridge import caldav_put, principal_search
 from bridge import radicale_compat as compat
 from bridge.expand_report import ExpandReports, TooManyInstances
 from bridge.fast_report import FastReports
@@ -142,6 +142,9 @@ class GestanApplication(radicale.Application):
         self.store = store_for(configuration)
         # one body limit: [server] max_content_length (bridge.config)
         self.max_body: int = configuration.get("server", "max_content_length")
+        self.strict_preconditions: bool = configuration.get("storage", "strict_preconditions")
+        self.max_resource_size: int = configuration.get("server", "max_resource_size")
+        self.max_occurrences: int = configuration.get("server", "max_vevent_rrule_occurrence")
         self.sync_trigger = SyncTrigger(self.store)
         self.fast_reports: FastReports | None = FastReports(
             self.store, compat.rights(self), compat.encoding(self))
@@ -159,9 +162,10 @@ class GestanApplication(radicale.Application):
                 headers = [*headers, ("Server", "gestan-bridge")]
             return start_response(status, headers, exc_info)
 
-        if environ.get("PATH_INFO", "").startswith(SYNC_PREFIX):
-            return self.sync_trigger(environ, named_start_response, self._serve)
-        return self._serve(environ, named_start_response)
+        with self.store.request_scope():
+            if environ.get("PATH_INFO", "").startswith(SYNC_PREFIX):
+                return self.sync_trigger(environ, named_start_response, self._serve)
+            return self._serve(environ, named_start_response)
 
     def _serve(self, environ, start_response):
         unreadable = _drop_malformed_credentials(environ)
@@ -242,13 +246,15 @@ class GestanApplication(radicale.Application):
             body = self._read_body(environ)
             owner = self.store.require_user(parts[0])
             parsed = parse_object(body, owner.timezone)
+            # a repaired object goes on as repaired (Radicale refuses some shapes we repair)
+            text = parsed.repaired_ics or body.decode("utf-8-sig")
+            caldav_put.check_readable(text)
+            caldav_put.check_limits(parsed, text, self.max_resource_size,
+                                    self.max_occurrences)
         except InvalidObject as exc:
             return refusal(exc.status, exc.reason)
-        # a repaired object goes on as repaired (Radicale refuses some shapes we repair)
-        _put_back(environ, parsed.repaired_ics.encode() if parsed.repaired_ics else body)
-        answer = super().do_PUT(environ, base_prefix, path, user, user_groups, request_info)
-        if answer == compat.BARE_BAD_REQUEST:  # Radicale's reader refused what ours read
-            return self._reader_refusal(parsed.repaired_ics or body.decode("utf-8"), answer)
+        answer = caldav_put.put(self, self.store, environ, path, owner.login, parts[2], parsed,
+                                self.strict_preconditions, request_info)
         if parsed.repairs and answer[0] < 300:
             note_repairs(path, parsed.repairs)
             # RFC 4791 5.3.4: no ETag for what is stored otherwise than sent, so the phone
@@ -256,13 +262,6 @@ class GestanApplication(radicale.Application):
             status, headers, *rest = answer
             answer = (status, {k: v for k, v in headers.items() if k != "ETag"}, *rest)
         return answer
-
-    def _reader_refusal(self, text: str, answer: types.WSGIResponse) -> types.WSGIResponse:
-        """Radicale's bare 400 for an object our parser passed, with Radicale's reason."""
-        reason = compat.put_refusal(
-            text, self.configuration.get("server", "max_vevent_rrule_occurrence"))
-        return refusal(400, f"the object cannot be stored: {reason}"[:400]) if reason \
-            else answer
 
     def _read_body(self, environ) -> bytes:
         try:
@@ -304,7 +303,8 @@ class GestanApplication(radicale.Application):
             return refused
         answer = None
         if self.fast_reports is not None:
-            answer = self.fast_reports.answer(raw, base_prefix, path, user, user_groups)
+            with compat.storage(self).acquire_lock("r", user, path=path):
+                answer = self.fast_reports.answer(raw, base_prefix, path, user, user_groups)
         if answer is None and self.expand_reports is not None:
             try:
                 answer = self.expand_reports.answer(raw, base_prefix, path, user, user_groups)

@@ -97,6 +97,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "a user's appointments stops instead", parse=_ratio),
     Setting("mass_delete_min", "10", "the mass-delete stop applies from this many deletions "
             "in one run", parse=_whole(1, 1_000_000)),
+    Setting("requests_at_once", "3", "CalDAV requests worked on at once, the others served "
+            "in arrival order (one process computes on one core: more at once only share "
+            "it, and make answers uneven); 0: no limit", parse=_whole(0, 1000)),
 )}
 
 # Environment variables that are not settings of the file: endpoints for tests and proxies,
@@ -167,6 +170,9 @@ HONOURED: dict[str, frozenset[str] | str] = {
     "headers": ALL,   # extra response headers, Radicale's own free-form section
 }
 
+# Radicale's [auth] remote_ip_source values (radicale.auth.REMOTE_ADDR_SOURCE): the
+# socket's address, or a reverse proxy's X-Remote-Addr header.
+REMOTE_IP_SOURCES = ("REMOTE_ADDR", "X-Remote-Addr")
 _NOT_FILES = "the agenda is in the database ([gestan] db_url), not in Radicale's folders"
 _BACKENDS = "belongs to another Radicale login backend; logins are Gestan's users"
 REFUSED: dict[str, dict[str, str]] = {
@@ -227,6 +233,10 @@ def radicale_problems(sections: Mapping[str, Mapping[str, str]], source: str) ->
             reason = refusal(section, option, value)
             if reason:
                 problems.append(f"{source}: [{section}] {option} is refused: {reason}")
+    source_ip = sections.get("auth", {}).get("remote_ip_source", "REMOTE_ADDR").strip()
+    if source_ip not in REMOTE_IP_SOURCES:  # Radicale would quietly use the socket's address
+        problems.append(f"{source}: [auth] remote_ip_source = {source_ip[:40]} is refused: "
+                        f"must be {' or '.join(REMOTE_IP_SOURCES)}")
     limit = sections.get("server", {}).get("max_content_length", "").strip()
     if limit == "0":
         problems.append(f"{source}: [server] max_content_length = 0 (no limit) is refused: "

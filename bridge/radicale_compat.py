@@ -22,8 +22,8 @@ import radicale
 import radicale.log
 import radicale.server
 from radicale import config as radicale_config
-from radicale import httputils, utils
 from radicale import item as radicale_item
+from radicale import utils
 
 RADICALE_VERSION = "3.9.0"
 
@@ -56,6 +56,12 @@ def encoding(application: radicale.Application) -> str:
     return application._encoding
 
 
+def webdav_error(application: radicale.Application, status: int, tag: str,
+                 request_info: dict):
+    """A WebDAV precondition error (``<D:error><C:no-uid-conflict/>``) as Radicale words it."""
+    return application._webdav_error_response(status, tag, request_info)
+
+
 def init_item(item: radicale_item.Item, *, collection, href: str, text: str | None,
               etag: str, uid: str, name: str = "VCALENDAR",
               component_name: str = "VEVENT") -> None:
@@ -73,22 +79,19 @@ def init_item(item: radicale_item.Item, *, collection, href: str, text: str | No
     item._component_name = component_name
 
 
-# Radicale's answer to a body it cannot read: "400 Bad Request", no reason.
-BARE_BAD_REQUEST = httputils.BAD_REQUEST
+# Seconds Radicale counts per occurrence of each FREQ when it estimates the occurrences of a
+# rule ending with UNTIL (``[server] max_vevent_rrule_occurrence``; bridge/caldav_put.py).
+RRULE_FREQUENCY_SECONDS: dict[str, float] = radicale_item.RRULE_FREQUENCIES_TO_INTERVAL
 
 
-def put_refusal(text: str, max_occurrence: int) -> str | None:
-    """Why Radicale's PUT refuses ``text`` with its bare 400 (what ``do_PUT`` logs and
-    never says: its vobject reader's or its checks' exception), read again on the refused
-    path only; None if Radicale reads it. ``max_occurrence``: ``[server]
-    max_vevent_rrule_occurrence``."""
+def radicale_refuses(text: str, max_occurrence: int) -> str | None:
+    """Why Radicale's own PUT would refuse ``text`` (None: it would store it): the canary's
+    way to check that bridge/caldav_put.py refuses what Radicale refused."""
     try:
         components = radicale_item.read_components(text)
         radicale_item.check_and_sanitize_items(
             components, max_vevent_rrule_occurrence=max_occurrence, is_collection=False,
             tag="VCALENDAR")
-        component, = components
-        radicale_item.Item(collection_path="refused", vobject_item=component).prepare()
     except Exception as exc:  # vobject and Radicale raise anything from ValueError on
         return str(exc) or type(exc).__name__
     return None

@@ -65,6 +65,7 @@ def load_configuration(config_file: str | Path | None, db_url: str | None = None
         raise ConfigError((str(exc).splitlines() or ["invalid configuration"])[0]) from None
     values = {section: dict(options) for section, options in PLUGINS.items()}
     values["storage"]["db_url"] = settings.get("db_url", db_url)
+    values["storage"]["requests_at_once"] = str(settings.get("requests_at_once"))
     if "max_expand_occurrence" not in sections.get("reporting", {}):
         values["reporting"] = {"max_expand_occurrence": str(MAX_REPORT)}
     if host is not None or port:  # port 0 (any free port) goes to Server: Radicale refuses it

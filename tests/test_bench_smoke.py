@@ -91,3 +91,21 @@ def test_expected_hits_and_checks_fail_loudly() -> None:
     with pytest.raises(caldav_bench.BenchError, match="lacks UID"):
         wrong = [caldav_bench.Response(a.name, 200, '"e"', "UID:other") for a in answers]
         caldav_bench.check_items("ours", "c", wrong, hits, by_href, True, True)
+
+
+def test_request_cost_bench_runs_both_servers_and_checks_every_answer() -> None:
+    """bench/request_cost.py at a tiny size: every kind of request answered as expected
+    by both servers (a wrong answer raises), a CPU figure for each."""
+    import argparse
+
+    from rich.console import Console
+
+    from bench import request_cost
+
+    args = argparse.Namespace(n=3, items=2, postgresql=False)
+    results = request_cost.run(args, Console(quiet=True))
+    assert set(results) == {"ours", "stock"}
+    for figures in results.values():
+        assert set(figures) == set(request_cost.KINDS)
+        assert all(value >= 0 for value in figures.values())
+        assert sum(figures.values()) > 0

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import radicale
+import radicale.app.put
 import radicale.config
 import radicale.server
 import radicale.storage
@@ -26,8 +27,10 @@ ICS = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:u1\r\n
        "DTSTART:20270101T100000Z\r\nDTEND:20270101T110000Z\r\nSUMMARY:s\r\nEND:VEVENT\r\n"
        "END:VCALENDAR\r\n")
 # The sources copied or subclassed by bridge/radicale_compat.py (ServeLoop is serve()'s
-# loop; bind() builds these classes): a change means reading them again.
+# loop; bind() builds these classes), and Radicale's PUT, whose answers bridge/caldav_put.py
+# gives: a change means reading them again.
 SOURCES = {
+    radicale.app.put.ApplicationPartPut.do_PUT: "0c0d7e2fff13a7f5",
     radicale.server.serve: "ee1d0fa5bdfe5a1b",
     radicale.server.ParallelHTTPServer: "4a12893e2afab94d",
     radicale.server.ParallelHTTPSServer: "c4c7e7ed2f2188b5",
@@ -55,6 +58,8 @@ def test_the_application_keeps_its_rights_and_encoding_where_we_read_them(tmp_pa
     assert isinstance(compat.rights(app), radicale.rights.BaseRights)
     assert isinstance(compat.storage(app), radicale.storage.BaseStorage)
     assert compat.encoding(app) == "utf-8"
+    status, headers, body, _ = compat.webdav_error(app, 409, "C:no-uid-conflict", {})
+    assert status == 409 and b"no-uid-conflict" in body
 
 
 def test_item_keeps_the_attributes_init_item_sets_and_its_properties_read_them():
@@ -128,13 +133,41 @@ def test_every_setting_named_in_our_tables_exists_in_radicale():
         s for s, _ in schema}
 
 
-def test_radicales_put_refusal_is_read_again_with_its_reason():
-    """A body Radicale's PUT refuses with its bare 400: the reason it only logs is found
-    again (bridge/caldav_app.py relays it); one it reads has none."""
-    assert compat.BARE_BAD_REQUEST[:3] == (400, (("Content-Type", "text/plain"),),
-                                           "Bad Request")
-    assert compat.put_refusal(ICS, 10_000) is None
-    counted = ICS.replace("SUMMARY:s", "SUMMARY:s\r\nRRULE:FREQ=DAILY;COUNT=20000")
-    assert compat.put_refusal(counted, 10_000) == (
-        "Too many recurrence rule entries in VEVENT in object 'u1': 20000 (limit: 10000)")
-    assert "wasn't closed" in compat.put_refusal(ICS.replace("END:VEVENT\r\n", ""), 10_000)
+def test_the_remote_ip_sources_we_accept_are_radicales():
+    """[auth] remote_ip_source: the values Radicale knows (plugins/auth.py reads the header
+    for the second), no others."""
+    from radicale import auth
+
+    assert tuple(auth.REMOTE_ADDR_SOURCE) == config.REMOTE_IP_SOURCES
+    schema = radicale.config.DEFAULT_CONFIG_SCHEMA["auth"]["remote_ip_source"]
+    assert schema["value"] == "REMOTE_ADDR" and schema["internal"] == auth.REMOTE_ADDR_SOURCE
+
+
+# (text, what both refuse or accept): [server] max_vevent_rrule_occurrence as Radicale read it
+LIMIT_CASES = {
+    "count over": ("RRULE:FREQ=DAILY;COUNT=20000", True),
+    "count at": ("RRULE:FREQ=DAILY;COUNT=10000", False),
+    "until over": ("RRULE:FREQ=DAILY;UNTIL=20550101T000000Z", True),
+    "until under": ("RRULE:FREQ=WEEKLY;UNTIL=20550101T000000Z", False),
+    "weekly until over": ("RRULE:FREQ=WEEKLY;UNTIL=22300101T000000Z", True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIMIT_CASES))
+def test_our_put_refuses_the_rules_radicales_put_refused(name):
+    """bridge/caldav_put.py writes PUTs without Radicale's PUT: its occurrence limit is
+    checked by us, and must refuse exactly what Radicale's check refuses."""
+    from bridge.caldav_put import check_limits
+    from bridge.ical import InvalidObject, parse_object
+
+    rule, refused = LIMIT_CASES[name]
+    text = ICS.replace("SUMMARY:s", f"SUMMARY:s\r\n{rule}")
+    assert (compat.radicale_refuses(text, 10_000) is not None) is refused
+    parsed = parse_object(text.encode(), "Europe/Paris")
+    try:
+        check_limits(parsed, text, 0, 10_000)
+        ours = False
+    except InvalidObject as exc:
+        ours = True
+        assert "max_vevent_rrule_occurrence" in exc.reason
+    assert ours is refused

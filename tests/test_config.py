@@ -87,6 +87,8 @@ def test_token_dir_and_sync_defaults_come_from_the_file(no_env, monkeypatch):
     ("[hook]\ntype = rabbitmq\n", "[hook] type is refused"),
     ("[sharing]\ncollection_by_token = true\n", "[sharing] collection_by_token is refused"),
     ("[server]\nmax_content_length = 0\n", "no limit"),
+    ("[auth]\nremote_ip_source = X-Forwarded-For\n",
+     "remote_ip_source = X-Forwarded-For is refused: must be REMOTE_ADDR or X-Remote-Addr"),
     ("[server]\nmax_connections = many\n", "max_connections"),
     ("[nowhere]\nx = 1\n", "unknown section [nowhere]"),
     ("[server]\nhost = 127.0.0.1\n", "[server] host is refused: unknown setting"),

@@ -9,7 +9,9 @@ server on 127.0.0.1, a phone discovering its calendar and writing through it ove
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 import os
 import re
 import shlex
@@ -29,9 +31,11 @@ import pytest
 import requests
 import yaml
 
+from bridge.server import Server, load_configuration
 from bridge.store import open_store
+from bridge.store.users import LoginGuard
 from tests.clirun import invoke, script
-from tests.conftest import PASSWORDS, REPO
+from tests.conftest import PASSWORDS, REPO, RunningServer
 
 DEPLOY = REPO / "deploy"
 UNITS = ("gestan-bridge.service", "gestan-bridge-backup.service", "gestan-bridge-backup.timer")
@@ -318,15 +322,39 @@ class Proxy:
     ca: str    # the throwaway certificate to trust
 
 
+def behind_the_proxy(conf: str) -> str:
+    """radicale.conf as README's "Reverse proxy" says to set it there: the commented
+    ``remote_ip_source`` line taken in (checked to apply exactly once)."""
+    conf, count = re.subn(r"^# (remote_ip_source = X-Remote-Addr)$", r"\g<1>", conf,
+                          flags=re.MULTILINE)
+    assert count == 1, "radicale.conf lost its commented remote_ip_source line"
+    return conf
+
+
 @pytest.fixture
-def nginx(server, tmp_path: Path) -> Iterator[Proxy]:
-    """nginx with deploy/nginx/gestan-bridge.conf in front of ``server``."""
+def proxied(store, tmp_path: Path) -> Iterator[RunningServer]:
+    """A server on the shipped radicale.conf set up for the proxy in front of it."""
+    conf = tmp_path / "radicale.conf"
+    conf.write_text(behind_the_proxy((REPO / "radicale.conf").read_text()))
+    configuration = load_configuration(conf, store.url, "127.0.0.1", 0,
+                                       overrides={"auth": {"delay": "0.01"}})
+    assert configuration.get("auth", "remote_ip_source") == "X-Remote-Addr"
+    running = Server(configuration, ("127.0.0.1", 0)).start()
+    try:
+        yield RunningServer(running.url, store)
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def nginx(proxied, tmp_path: Path) -> Iterator[Proxy]:
+    """nginx with deploy/nginx/gestan-bridge.conf in front of ``proxied``."""
     binary = need("nginx", "/usr/sbin/nginx")
     from tests.fakes.graph import make_certificate
 
     cert, key = make_certificate(tmp_path)
     https, http = free_port(), free_port()
-    upstream = int(server.url.rstrip("/").rsplit(":", 1)[1])
+    upstream = int(proxied.url.rstrip("/").rsplit(":", 1)[1])
     site = tmp_path / "site.conf"
     site.write_text(render_site((DEPLOY / "nginx" / "gestan-bridge.conf").read_text(),
                                 upstream, https, http, cert, key))
@@ -362,7 +390,8 @@ def nginx(server, tmp_path: Path) -> Iterator[Proxy]:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_a_phone_finds_and_writes_its_calendar_through_the_nginx_example(server, nginx):
+def test_a_phone_finds_and_writes_its_calendar_through_the_nginx_example(proxied, nginx):
+    server = proxied
     url, ca = nginx.url, nginx.ca
     auth = ("alice", PASSWORDS["alice"])
     # discovery at the host's root goes to the prefix, keeping the host and port asked
@@ -388,6 +417,50 @@ def test_a_phone_finds_and_writes_its_calendar_through_the_nginx_example(server,
     assert hook.status_code == 422 and hook.json()["status"] == "stopped"
     assert requests.get(url + "gestan", verify=ca, allow_redirects=False
                         ).headers["Location"] == "/gestan/"
+
+
+def from_address(address: str, ca: str) -> requests.Session:
+    """A client whose connections leave from ``address`` (127.0.0.0/8 is all loopback):
+    nginx sees another client for each."""
+    class Bound(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            super().init_poolmanager(*args, source_address=(address, 0), **kwargs)
+
+    session = requests.Session()
+    session.mount("https://", Bound())
+    session.trust_env = False  # $REQUESTS_CA_BUNDLE would win over ``verify``
+    session.verify = ca
+    return session
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_failed_logins_through_the_nginx_example_are_counted_per_client(proxied, nginx,
+                                                                        caplog):
+    """Behind the proxy the server sees only 127.0.0.1; the example's X-Remote-Addr and
+    radicale.conf's remote_ip_source tell the clients apart: a guesser of unknown logins is
+    stopped at its address, another client (and a real user at the guesser's) are not."""
+    caplog.set_level(logging.INFO, logger="gestan_bridge")
+    limit = inspect.signature(LoginGuard).parameters["per_address"].default
+    guesser, neighbour = from_address("127.0.0.2", nginx.ca), from_address("127.0.0.3",
+                                                                           nginx.ca)
+    home = nginx.url + "gestan/"
+    for n in range(limit):
+        assert guesser.request("PROPFIND", home, auth=(f"guess{n}", "x")).status_code == 401
+    assert guesser.request("PROPFIND", home, auth=("guess-more", "x")).status_code == 401
+    assert neighbour.request("PROPFIND", home, auth=("guess-more", "x")).status_code == 401
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name == "gestan_bridge")
+    assert "login 'guess-more' from 127.0.0.2 refused: too many failed logins" in ours
+    assert "failed login 'guess-more' from 127.0.0.3" in ours
+    assert "from 127.0.0.1" not in ours  # never the proxy's own address
+    alice = guesser.request("PROPFIND", home + "alice/", auth=("alice", PASSWORDS["alice"]),
+                            headers={"Depth": "0"})
+    assert alice.status_code == 207  # an office behind one address keeps working
+    # a client cannot choose its address: nginx replaces the header it sends
+    forged = neighbour.request("PROPFIND", home, auth=("forged", "x"),
+                               headers={"X-Remote-Addr": "127.0.0.2"})
+    assert forged.status_code == 401
+    assert "failed login 'forged' from 127.0.0.3" in caplog.text
+    assert "failed login 'forged' from 127.0.0.2" not in caplog.text
 
 
 def test_plain_http_is_only_a_redirect_to_https():

@@ -471,3 +471,23 @@ def test_a_plain_event_is_served_with_an_etag_and_counts_no_repair(server):
     answer = assert_round_trip(server, "plain", sent)
     assert answer.etag == answer.served_etag
     assert sum(REPAIRS.values()) == before
+
+
+def test_a_series_moved_by_the_phone_comes_back_without_its_old_times_excluded(server):
+    """A new version of a series at another time: the occurrences of the old version are
+    gone from Gestan, not "deleted in Gestan", so the served text names no EXDATE for them
+    (nor does a sync carry such EXDATEs to Google or Outlook)."""
+    def series(hour: int) -> str:
+        return vcalendar(vevent(
+            "moved-series", f"DTSTART;TZID=Europe/Paris:{day(0)}T{hour}0000",
+            f"DTEND;TZID=Europe/Paris:{day(0)}T{hour + 1}0000", "RRULE:FREQ=WEEKLY;COUNT=4",
+            f"EXDATE;TZID=Europe/Paris:{day(7)}T{hour}0000", "SUMMARY:Weekly"))
+
+    put_and_get(server, "moved-series", series(10))
+    answer = assert_round_trip(server, "moved-series", series(14))
+    def excluded(text: str) -> list[datetime]:
+        found = component(text).get("EXDATE")
+        found = found if isinstance(found, list) else [found]
+        return sorted(d.dt.astimezone(UTC) for prop in found for d in prop.dts)
+
+    assert excluded(answer.text) == excluded(series(14)), answer.text

@@ -94,10 +94,12 @@ BAD_BODIES = {
         400, "the VTIMEZONE 'Europe/Paris' of line 4 cannot be read: 'Unsupported DTSTART"),
     "until-before-start": (event("RRULE:FREQ=DAILY;UNTIL=20000101T000000Z\r\n").encode(),
                            400, "UNTIL is before DTSTART"),
-    # what Radicale's own checks refuse and ours do not: its reason relayed
+    # Radicale's occurrence limit, which its PUT checked: checked by ours
     "count-over-radicale-limit": (event("RRULE:FREQ=DAILY;COUNT=999999999\r\n").encode(),
-                                  400, "the object cannot be stored: Too many recurrence rule"
-                                  " entries in VEVENT in object 'x1': 999999999 (limit: 10000)"),
+                                  400, "COUNT=999999999: at most 10000 occurrences ([server] "
+                                  "max_vevent_rrule_occurrence)"),
+    "until-over-radicale-limit": (event("RRULE:FREQ=DAILY;UNTIL=20991231T000000Z\r\n")
+                                  .encode(), 400, "max_vevent_rrule_occurrence"),
 }
 
 

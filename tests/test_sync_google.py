@@ -13,6 +13,9 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import recurring_ical_events
+import requests
+from icalendar import Calendar
 
 from bridge.ical.model import EventData
 from bridge.ical.timezones import now_utc
@@ -403,3 +406,88 @@ def test_phones_writing_during_an_open_lose_nothing_unseen(store, fake, cal, ser
     lost = [mark for href, mark in last.items()
             if f"SUMMARY:{mark} " not in current[href] and f"SUMMARY:{mark} " not in logged]
     assert lost == [], f"{len(lost)} acknowledged writes vanished without a trace"
+
+
+def test_a_phones_this_and_following_is_split_in_google_as_google_splits_it(store, fake, cal,
+                                                                           server):
+    """A phone edits "this and following" (RANGE=THISANDFUTURE) over CalDAV. Google gets
+    what its own "this and following" makes: the series ends before the split (UNTIL), a
+    new series (iCalUID ``<UID>_R<occurrence>``) starts there with the change and the later
+    exception and cancellation; the phone still reads what it sent; then an open and a
+    close write nothing, and the phone's next edit of the later part patches that series
+    alone."""
+    first = at(3, 8).replace(tzinfo=UTC).astimezone(ZoneInfo("Europe/Paris"))
+    split = first + timedelta(weeks=2)
+
+    def local(value: datetime) -> str:
+        return f";TZID=Europe/Paris:{value:%Y%m%dT%H%M%S}"
+
+    def series(later: str, hours: int) -> str:
+        moved = first + timedelta(weeks=4)
+        return (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//phone//EN\r\n"
+            "BEGIN:VEVENT\r\nUID:split@phone\r\nDTSTAMP:20260101T000000Z\r\n"
+            f"DTSTART{local(first)}\r\nDTEND{local(first + timedelta(hours=1))}\r\n"
+            f"RRULE:FREQ=WEEKLY;COUNT=8\r\nEXDATE{local(first + timedelta(weeks=5))}\r\n"
+            "SUMMARY:Cours\r\nEND:VEVENT\r\n"
+            "BEGIN:VEVENT\r\nUID:split@phone\r\nDTSTAMP:20260101T000000Z\r\n"
+            f"RECURRENCE-ID;RANGE=THISANDFUTURE{local(split)}\r\n"
+            f"DTSTART{local(split + timedelta(hours=hours))}\r\n"
+            f"DTEND{local(split + timedelta(hours=hours + 1))}\r\nSUMMARY:{later}\r\n"
+            "END:VEVENT\r\n"
+            "BEGIN:VEVENT\r\nUID:split@phone\r\nDTSTAMP:20260101T000000Z\r\n"
+            f"RECURRENCE-ID{local(moved)}\r\nDTSTART{local(moved + timedelta(days=1))}\r\n"
+            f"DTEND{local(moved + timedelta(days=1, hours=1))}\r\nSUMMARY:Cours (jeudi)\r\n"
+            "END:VEVENT\r\nEND:VCALENDAR\r\n")
+
+    url = server.calendar_url("alice") + "split.ics"
+    sent = series("Cours (salle B)", 3)
+    assert requests.put(url, data=sent, auth=("alice", "alice")).status_code == 201
+    report = run(store, fake, "close")
+    assert report.status == "ok" and report.remote.created == 2, report.message
+    masters = sorted((e for e in live(fake, cal) if "recurringEventId" not in e),
+                     key=lambda e: e["start"]["dateTime"])
+    assert [m["iCalUID"] for m in masters] == [
+        "split@phone", f"split@phone_R{split.astimezone(UTC):%Y%m%dT%H%M%SZ}"]
+    # the end of the day of the last occurrence before the split, in the series' zone
+    until = (first + timedelta(weeks=1)).replace(hour=23, minute=59, second=59)
+    assert masters[0]["recurrence"] == [
+        f"RRULE:FREQ=WEEKLY;UNTIL={until.astimezone(UTC):%Y%m%dT%H%M%SZ}"]
+    assert masters[1]["summary"] == "Cours (salle B)"
+    assert masters[1]["start"]["dateTime"].startswith(
+        (split + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S"))
+    assert masters[1]["recurrence"][0] == "RRULE:FREQ=WEEKLY;COUNT=6"
+    assert masters[1]["recurrence"][1].startswith("EXDATE;TZID=Europe/Paris:")
+    [exception] = [e for e in live(fake, cal) if "recurringEventId" in e]
+    assert (exception["recurringEventId"], exception["summary"]) == (masters[1]["id"],
+                                                                     "Cours (jeudi)")
+    now = now_utc()
+    expected = sorted((str(c["SUMMARY"]), c.decoded("DTSTART").astimezone(UTC))
+                      for c in recurring_ical_events.of(Calendar.from_ical(sent)).between(
+                          now, now + timedelta(days=365)))
+    found = []
+    for master in masters:
+        items = fake.build_service().events().instances(
+            calendarId=cal, eventId=master["id"]).execute()["items"]
+        found += [(i["summary"], datetime.fromisoformat(i["start"]["dateTime"]).astimezone(UTC))
+                  for i in items if i.get("status") != "cancelled"]
+    assert sorted(found) == expected
+    assert "RANGE=THISANDFUTURE" in requests.get(url, auth=("alice", "alice")).text
+
+    fake.reset_log()
+    assert run(store, fake, "open").gestan.updated == 0
+    assert run(store, fake, "close").remote.updated == 0
+    writes = [r for r in fake.request_log if r.method in ("POST", "PUT", "PATCH", "DELETE")
+              and "/batch/" not in r.path and r.path != "/token"]
+    assert writes == []
+    etags = {m["id"]: m["etag"] for m in masters}
+
+    assert requests.put(url, data=series("Cours (salle C)", 4),
+                        auth=("alice", "alice")).status_code == 204
+    report = run(store, fake, "close")
+    assert (report.remote.created, report.remote.updated) == (0, 1), report.message
+    after = {e["id"]: e for e in live(fake, cal) if "recurringEventId" not in e}
+    assert after[masters[0]["id"]]["etag"] == etags[masters[0]["id"]], "the first untouched"
+    assert after[masters[1]["id"]]["summary"] == "Cours (salle C)"
+    assert after[masters[1]["id"]]["start"]["dateTime"].startswith(
+        (split + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%S"))

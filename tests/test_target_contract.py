@@ -8,10 +8,11 @@ Each test checks what the remote itself holds, not only what the target answers.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
-from icalendar import Calendar, Event
+import recurring_ical_events
+from icalendar import Calendar, Event, vRecur
 
 from bridge.ical import parse_object
 from bridge.ical.content import content_key
@@ -19,6 +20,7 @@ from bridge.ical.model import InvalidObject
 from bridge.ical.series import expand
 from bridge.ical.timezones import now_utc, zone
 from bridge.store import open_store
+from bridge.store.objects import HORIZON
 from bridge.sync.engine import SyncRun
 from bridge.targets.base import (
     CalendarNotFound,
@@ -40,19 +42,23 @@ UID = "rdv-1@gestan"
 
 def vcalendar(uid: str, summary: str, start: datetime, *, hours: int = 1,
               rrule: str | None = None, moved: dict[datetime, tuple[datetime, str]] | None = None,
-              cancelled: tuple[datetime, ...] = ()) -> str:
+              cancelled: tuple[datetime, ...] = (),
+              future: dict[datetime, tuple[datetime, str]] | None = None) -> str:
     """One object as Gestan holds it: a single event, or a series with overrides
-    (``moved``: original start -> (new start, summary)) and EXDATEs (``cancelled``)."""
+    (``moved``: original start -> (new start, summary)), EXDATEs (``cancelled``) and
+    "this and following" overrides (``future``, RECURRENCE-ID;RANGE=THISANDFUTURE)."""
     calendar = Calendar()
     calendar.add("PRODID", "-//gestan-bridge tests//FR")
     calendar.add("VERSION", "2.0")
 
-    def vevent(begin: datetime, title: str, rid: datetime | None = None) -> Event:
+    def vevent(begin: datetime, title: str, rid: datetime | None = None,
+               whole_range: bool = False) -> Event:
         event = Event()
         event.add("UID", uid)
         event.add("DTSTAMP", datetime(2024, 1, 1, tzinfo=zone("UTC")))
         if rid is not None:
-            event.add("RECURRENCE-ID", local(rid))
+            event.add("RECURRENCE-ID", local(rid),
+                      parameters={"RANGE": "THISANDFUTURE"} if whole_range else None)
         event.add("DTSTART", local(begin))
         event.add("DTEND", local(begin + timedelta(hours=hours)))
         event.add("SUMMARY", title)
@@ -66,6 +72,8 @@ def vcalendar(uid: str, summary: str, start: datetime, *, hours: int = 1,
     calendar.add_component(master)
     for original, (begin, title) in (moved or {}).items():
         calendar.add_component(vevent(begin, title, rid=original))
+    for original, (begin, title) in (future or {}).items():
+        calendar.add_component(vevent(begin, title, rid=original, whole_range=True))
     return calendar.to_ical().decode()
 
 
@@ -466,3 +474,212 @@ def test_a_close_crashed_after_the_remote_created_makes_no_duplicate(remote: Rem
     assert [s.summary for s in remote.live()] == ["Une fois"], "no duplicate"
     again = SyncRun(store, "alice", remote.target()).push()
     assert (again.remote.created, again.remote.updated) == (0, 0)
+
+
+def test_a_series_moved_to_another_time_keeps_its_exceptions(remote: Remote, tmp_path):
+    """A phone moves a weekly series an hour later, its cancelled and moved occurrences
+    with it: the remote shows the new times, the same exceptions, nothing of the old ones
+    (Google: the old cancellation is no instance any more; the old exception goes)."""
+    def series(first: datetime) -> str:
+        return vcalendar("moved-series@gestan", "Hebdo", first, rrule="FREQ=WEEKLY;COUNT=6",
+                         cancelled=(weekly(first, 2),),
+                         moved={weekly(first, 3): (weekly(first, 3) + timedelta(hours=3),
+                                                   "Hebdo (déplacé)")})
+
+    store = open_store(f"sqlite:///{tmp_path / 'gestan.db'}")
+    store.add_user("alice", "alice", timezone=TZ)
+    first = at(2, 8)
+    store.put_object("alice", "moved.ics", series(first))
+    assert SyncRun(store, "alice", remote.target()).push().remote.created == 1
+    later = first + timedelta(hours=1)
+    store.put_object("alice", "moved.ics", series(later))
+    report = SyncRun(store, "alice", remote.target()).push()
+    assert report.status == "ok" and report.skipped == [], (report.message, report.skipped)
+    assert report.remote.updated == 1
+    [seen] = remote.live()
+    assert remote.occurrences(seen.remote_id) == [
+        ("Hebdo", later), ("Hebdo", weekly(later, 1)),
+        ("Hebdo (déplacé)", weekly(later, 3) + timedelta(hours=3)),
+        ("Hebdo", weekly(later, 4)), ("Hebdo", weekly(later, 5))]
+
+
+# ---------------------------------------------------------------------- this and following
+
+FUTURE_UID = "weekly-future@gestan"
+
+
+def future_ics(first: datetime, later: str = "Hebdo (après-midi)", hours_later: int = 4,
+               cancelled: tuple[int, ...] = (5,)) -> str:
+    """Weekly × 10 as a phone sends it once "this and following" was edited at the 4th
+    occurrence (moved ``hours_later`` and retitled ``later``), with an occurrence moved
+    before that point (the 2nd) and after it (the 8th), and ``cancelled`` ones."""
+    split = weekly(first, 3)
+    return vcalendar(
+        FUTURE_UID, "Hebdo", first, rrule="FREQ=WEEKLY;COUNT=10",
+        moved={weekly(first, 1): (weekly(first, 1) + timedelta(hours=2), "Hebdo (tôt)"),
+               weekly(first, 7): (weekly(first, 7) + timedelta(days=1), "Hebdo (mercredi)")},
+        cancelled=tuple(weekly(first, k) for k in cancelled),
+        future={split: (split + timedelta(hours=hours_later), later)})
+
+
+def gestan_occurrences(store, href: str = "future.ics") -> list[tuple[str, datetime]]:
+    """What recurring-ical-events expands from Gestan's text within the sync window."""
+    stored = store.calendar_object(store.user("alice").id, href)
+    calendar = Calendar.from_ical(stored.ics)
+    now = now_utc()
+    return sorted(((str(c.get("SUMMARY")), utc(c.decoded("DTSTART"))) for c in
+                   recurring_ical_events.of(calendar).between(now, now + HORIZON)
+                   if str(c.get("STATUS", "")).upper() != "CANCELLED"), key=lambda o: o[1])
+
+
+def remote_occurrences(remote: Remote) -> list[tuple[str, datetime]]:
+    """Every instance the remote expands, within the sync window."""
+    now = now_utc()
+    return sorted((o for seen in remote.live() for o in remote.occurrences(seen.remote_id)
+                   if now <= o[1] < now + HORIZON), key=lambda o: o[1])
+
+
+def series_end(remote: Remote, seen) -> date:
+    """The last day of a remote series, read in the remote's own fields (Google's and the
+    in-memory RRULE, Exchange's EndDateRecurrence, Graph's endDate range)."""
+    raw = seen.raw
+    if remote.kind == "ews":
+        return date.fromisoformat(raw["Recurrence"]["EndDateRecurrence"]["EndDate"][:10])
+    if remote.kind == "graph":
+        assert raw["recurrence"]["range"]["type"] == "endDate"
+        return date.fromisoformat(raw["recurrence"]["range"]["endDate"][:10])
+    if remote.kind == "google":
+        [line] = [r for r in raw["recurrence"] if r.startswith("RRULE:")]
+        rule = vRecur.from_ical(line[len("RRULE:"):])
+    else:
+        master = next(c for c in Calendar.from_ical(raw.ics).walk("VEVENT")
+                      if "RECURRENCE-ID" not in c)
+        rule = master["RRULE"]
+    until = rule["UNTIL"][0]
+    return local(utc(until)).date() if isinstance(until, datetime) else until
+
+
+def no_change(store, remote: Remote, full: bool = False) -> None:
+    """An open then a close change nothing on either side (no ping-pong); ``full``: the
+    open reads the whole window again (its delta state expired)."""
+    if full:
+        remote.expire_state()
+    before = store.calendar_object(store.user("alice").id, "future.ics")
+    opened = SyncRun(store, "alice", remote.target()).pull()
+    assert opened.status == "ok", opened.message
+    assert (opened.gestan.created, opened.gestan.updated, opened.gestan.deleted) == (0, 0, 0)
+    after = store.calendar_object(store.user("alice").id, "future.ics")
+    assert (after.etag, after.revision) == (before.etag, before.revision)
+    closed = SyncRun(store, "alice", remote.target()).push()
+    assert closed.status == "ok", closed.message
+    assert (closed.remote.created, closed.remote.updated, closed.remote.deleted) == (0, 0, 0)
+
+
+def future_store(tmp_path, first: datetime):
+    store = open_store(f"sqlite:///{tmp_path / 'gestan.db'}")
+    store.add_user("alice", "alice", timezone=TZ)
+    store.put_object("alice", "future.ics", future_ics(first))
+    return store
+
+
+def test_a_series_changed_this_and_following_is_split_as_the_remote_does(remote: Remote,
+                                                                         tmp_path):
+    """The phone's THISANDFUTURE becomes what a user's "this and following" edit makes in
+    Google or Outlook: the series ends before the 4th occurrence, a new series starts
+    there with the change; each with its own overrides and cancellations. Then nothing
+    moves at the next open and close, and the phone's next edit of the later part goes to
+    the later series only."""
+    first = at(2, 8)
+    split = weekly(first, 3)
+    store = future_store(tmp_path, first)
+    report = SyncRun(store, "alice", remote.target()).push()
+    assert report.status == "ok" and report.skipped == [], (report.message, report.skipped)
+    assert (report.remote.created, report.remote.updated) == (2, 0)
+    series = sorted(remote.live(), key=lambda seen: seen.start)
+    assert [(s.summary, s.start) for s in series] == [
+        ("Hebdo", first), ("Hebdo (après-midi)", split + timedelta(hours=4))]
+    assert series_end(remote, series[0]) == local(weekly(first, 2)).date()
+    earlier, later = (remote.occurrences(s.remote_id) for s in series)
+    assert earlier == [("Hebdo", first), ("Hebdo (tôt)", weekly(first, 1) + timedelta(hours=2)),
+                       ("Hebdo", weekly(first, 2))], "the first series ends before the split"
+    assert later == sorted([("Hebdo (après-midi)", weekly(first, k) + timedelta(hours=4))
+                            for k in (3, 4, 6, 8, 9)]
+                           + [("Hebdo (mercredi)", weekly(first, 7) + timedelta(days=1))],
+                           key=lambda o: o[1])
+    assert remote_occurrences(remote) == gestan_occurrences(store)
+    no_change(store, remote)
+    no_change(store, remote, full=True)
+
+    # the phone edits the later part again: 15:00 from the 4th on, the 7th cancelled too
+    store.put_object("alice", "future.ics", future_ics(
+        first, later="Hebdo (15 h)", hours_later=5, cancelled=(5, 6)))
+    report = SyncRun(store, "alice", remote.target()).push()
+    assert report.status == "ok", report.message
+    assert (report.remote.created, report.remote.updated, report.remote.deleted) == (0, 1, 0)
+    after = sorted(remote.live(), key=lambda seen: seen.start)
+    assert [s.remote_id for s in after] == [s.remote_id for s in series]
+    assert remote.occurrences(after[0].remote_id) == earlier, "the first series untouched"
+    assert [o[0] for o in remote.occurrences(after[1].remote_id)] == [
+        "Hebdo (15 h)"] * 2 + ["Hebdo (mercredi)"] + ["Hebdo (15 h)"] * 2
+    assert remote_occurrences(remote) == gestan_occurrences(store)
+    no_change(store, remote)
+
+    # the phone makes it one series again: the later series goes, the first runs to the end
+    store.put_object("alice", "future.ics", vcalendar(FUTURE_UID, "Hebdo", first,
+                                                      rrule="FREQ=WEEKLY;COUNT=10"))
+    report = SyncRun(store, "alice", remote.target()).push()
+    assert (report.remote.created, report.remote.updated, report.remote.deleted) == (0, 1, 1)
+    [whole] = remote.live()
+    assert whole.remote_id == series[0].remote_id
+    assert remote.occurrences(whole.remote_id) == [("Hebdo", weekly(first, k))
+                                                   for k in range(10)]
+    no_change(store, remote)
+
+
+def test_a_part_changed_in_the_remote_is_cut_in_gestan_too(remote: Remote, tmp_path):
+    """Another client edits the later series: Gestan takes the split as the remote has it
+    (the phone sees two series, the same occurrences as every other calendar), then
+    nothing moves; a crash after the remote made a part makes no duplicate."""
+    first = at(2, 8)
+    store = future_store(tmp_path, first)
+    target = remote.target()
+    store.save_sync_state(store.user("alice").id, target.name,
+                          calendar_id=remote.target().bind(None))
+    remote.fail_next(1, after_apply=True)
+    crashed = SyncRun(store, "alice", target).push()
+    # one create applied, or both when the target sends them together
+    assert crashed.status == "stopped" and len(remote.live()) in (1, 2)
+    opened = SyncRun(store, "alice", remote.target()).pull()  # finds the parts it made
+    assert opened.status == "ok" and opened.gestan.created == 0, opened.message
+    report = SyncRun(store, "alice", remote.target()).push()
+    assert report.status == "ok", report.message
+    series = sorted(remote.live(), key=lambda seen: seen.start)
+    assert len(series) == 2, "no duplicate"
+    no_change(store, remote)
+
+    remote.edit(series[1].remote_id, summary="Hebdo (salle B)")
+    opened = SyncRun(store, "alice", remote.target()).pull()
+    assert opened.status == "ok", opened.message
+    assert (opened.gestan.created, opened.gestan.updated) == (0, 1)
+    objects = store.calendar_listing(store.user("alice").id, with_ics=True)
+    assert sorted(o.uid for o in objects) == sorted(
+        [FUTURE_UID, f"{FUTURE_UID}_R{weekly(first, 3):%Y%m%dT%H%M%SZ}"])
+    mine = sorted(((a.event.subject, a.event.start) for a in store.agenda("alice")),
+                  key=lambda o: o[1])
+    assert mine == remote_occurrences(remote)
+    assert {o[0] for o in mine} == {"Hebdo", "Hebdo (tôt)", "Hebdo (salle B)",
+                                    "Hebdo (mercredi)"}
+    closed = SyncRun(store, "alice", remote.target()).push()
+    assert (closed.remote.created, closed.remote.updated, closed.remote.deleted) == (0, 0, 0)
+    again = SyncRun(store, "alice", remote.target()).pull()
+    assert (again.gestan.created, again.gestan.updated, again.gestan.deleted) == (0, 0, 0)
+
+
+def test_a_split_series_deleted_in_gestan_goes_with_all_its_parts(remote: Remote, tmp_path):
+    store = future_store(tmp_path, at(2, 8))
+    assert SyncRun(store, "alice", remote.target()).push().remote.created == 2
+    store.delete_object("alice", "future.ics")
+    report = SyncRun(store, "alice", remote.target()).push()
+    assert report.status == "ok" and report.remote.deleted == 2, report.message
+    assert remote.live() == []
+    assert store.sync_links(store.user("alice").id, remote.target().name) == []

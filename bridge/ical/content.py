@@ -16,6 +16,7 @@ from typing import Any
 from icalendar import Component, vRecur
 
 from bridge.ical import series as ical_series
+from bridge.ical.future import future_keys
 from bridge.ical.model import EventData, ParsedObject
 from bridge.ical.parse import parse_object
 from bridge.ical.timezones import (
@@ -107,8 +108,11 @@ def content_of(parsed: ParsedObject, default_tz: str,
         rules = sorted(f"{name}:{_rule_key(rule)}" for name, rule in shape.rules)
         meaning.update(rules=rules, rdates=sorted(shape.rdates), exdates=sorted(shape.exdates),
                        overrides=overrides)
-        parts[MASTER] = _digest({"event": meaning["event"], "rules": rules,
-                                 "rdates": meaning["rdates"]})
+        master_part = {"event": meaning["event"], "rules": rules, "rdates": meaning["rdates"]}
+        future = future_keys(parsed.series_ics, default_tz)
+        if future:  # "this and following": every later occurrence changes with it
+            meaning["future"] = master_part["future"] = future
+        parts[MASTER] = _digest(master_part)
         parts.update((key, CANCELLED) for key in shape.exdates)
     key = _digest(meaning)
     if not parsed.is_series:

@@ -101,10 +101,15 @@ def bounds(series_ics: str, default_tz: str) -> tuple[datetime, datetime | None]
     rules = rules if isinstance(rules, list) else [rules] if rules is not None else []
     if any(not (rule.get("COUNT") or rule.get("UNTIL")) for rule in rules):
         return first, None
+    if any(rule.get("COUNT") and not rule.get("UNTIL") and _count(rule) >= _MAX_BOUNDED
+           for rule in rules):
+        return first, None  # (COUNT=999999999 walked 20,000 instances: 47 s)
     last = max(e.end for e in events)
     # a plain series goes the fast way (checked equal to recurring-ical-events)
     fast = fast_series.expand(calendar, first, _FAR_FUTURE, default_tz)
-    if fast is not None and len(fast) < _MAX_BOUNDED:
+    if fast is not None:
+        if len(fast) >= _MAX_BOUNDED:
+            return first, None
         return first, max([last, *(e.end for e in fast)]) + _SLACK
     occurrences = recurring_ical_events.of(calendar).all()
     for count, component in enumerate(occurrences):
@@ -112,6 +117,11 @@ def bounds(series_ics: str, default_tz: str) -> tuple[datetime, datetime | None]
             return first, None
         last = max(last, event_from_component(component, default_tz).end)
     return first, last + _SLACK
+
+
+def _count(rule) -> int:
+    counts = rule.get("COUNT")
+    return int((counts if isinstance(counts, list) else [counts])[0])
 
 
 def span(parsed, default_tz: str) -> tuple[datetime, datetime | None]:

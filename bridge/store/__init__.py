@@ -9,6 +9,7 @@ sync engine call. Each method is one transaction; SQL lives in the modules below
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import re
@@ -27,14 +28,14 @@ from bridge.ical.timezones import now_utc
 from bridge.store import agenda, objects, queries, users
 from bridge.store import sync as sync_tables
 from bridge.store.engine import database_url, make_engine, migrate, write_options
-from bridge.store.objects import ObjectChanged, UidConflict
+from bridge.store.objects import ObjectChanged, Precondition, PreconditionFailed, UidConflict
 from bridge.store.queries import Candidate
 from bridge.store.records import Action, ActionType, StoredObject, User
 from bridge.store.sync import Link, RunItem, RunRecord, SyncState
 from bridge.store.users import LoginCache, LoginGuard, UserError
 
 __all__ = ["Action", "ActionType", "Candidate", "EventData", "ImportReport", "InvalidObject",
-           "Link", "ObjectChanged", "PullWrite",
+           "Link", "ObjectChanged", "Precondition", "PreconditionFailed", "PullWrite",
            "RunItem", "RunRecord", "Store", "StoredObject", "SyncState", "UidConflict", "User",
            "UserError", "open_store"]
 
@@ -50,8 +51,13 @@ class PullWrite:
     """One write of an open into Gestan (:meth:`Store.pull_batch`)."""
 
     parsed: ParsedObject | None   # None: delete ``expected`` (the remote deleted it)
-    link: Link                    # the link to keep (its object id is filled in)
+    link: Link | None             # the link to keep (its object id is filled in)
     expected: StoredObject | None  # Gestan's object as decided from (None: none of the UID)
+    # A series cut "this and following" taken apart (the remote changed one of its
+    # parts): ``expected``'s links are all replaced, it keeps the first part (or is
+    # deleted), and ``parts`` make the others objects of their own; all or nothing.
+    cut: bool = False
+    parts: tuple[PullWrite, ...] = ()
 
 
 @dataclass
@@ -64,6 +70,11 @@ class ImportReport:
 
 class _Unchanged(Exception):
     """Rolls back an import's write that changed nothing anyone sees."""
+
+
+# Users read during the current request (:meth:`Store.request_scope`), by login.
+_REQUEST_USERS: contextvars.ContextVar[dict[str, User | None] | None] = contextvars.ContextVar(
+    "gestan_request_users", default=None)
 
 
 class Store:
@@ -82,10 +93,27 @@ class Store:
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            conn.execution_options(**write_options())
-            with conn.begin():
-                yield conn
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**write_options())
+                with conn.begin():
+                    yield conn
+        finally:
+            # a write may change a user (their revision above all): read them again
+            cached = _REQUEST_USERS.get()
+            if cached:
+                cached.clear()
+
+    @contextlib.contextmanager
+    def request_scope(self) -> Iterator[None]:
+        """One HTTP request: each user it names is read once, not by every plugin that
+        asks (authentication, rights, discovery and the method asked for the same row up to
+        six times a request); a write forgets them."""
+        token = _REQUEST_USERS.set({})
+        try:
+            yield
+        finally:
+            _REQUEST_USERS.reset(token)
 
     # -------------------------------------------------------------- users
     def add_user(self, login: str, password: str, **fields) -> User:
@@ -97,12 +125,17 @@ class Store:
             return users.set_fields(conn, login, **fields)
 
     def user(self, login: str) -> User | None:
+        cached = _REQUEST_USERS.get()
+        if cached is not None and login in cached:
+            return cached[login]
         with self.reading() as conn:
-            return users.get(conn, login)
+            found = users.get(conn, login)
+        if cached is not None:
+            cached[login] = found
+        return found
 
     def require_user(self, login: str) -> User:
-        with self.reading() as conn:
-            return users.require(conn, login)
+        return users.existing(login, self.user(login))
 
     def users(self) -> list[User]:
         with self.reading() as conn:
@@ -231,11 +264,17 @@ class Store:
     def put_object(self, login: str, href: str, data: str | bytes | ParsedObject
                    ) -> StoredObject:
         """Store a calendar object from a phone (parsed and validated here if need be)."""
+        return self.write_object(login, href, data)[0]
+
+    def write_object(self, login: str, href: str, data: str | bytes | ParsedObject,
+                     precondition: Precondition | None = None) -> tuple[StoredObject, bool]:
+        """Store a calendar object if ``precondition`` holds (else :class:`PreconditionFailed`
+        and nothing written): the object, and whether it is new."""
         user = self.require_user(login)
         parsed = data if isinstance(data, ParsedObject) else parse_object(data, user.timezone)
         with self.writing() as conn:
             revision = users.next_revision(conn, user.id)
-            return objects.put(conn, user, href, parsed, revision)
+            return objects.write(conn, user, href, parsed, revision, precondition=precondition)
 
     def move_object(self, login: str, href: str, to_login: str, to_href: str
                     ) -> StoredObject:
@@ -414,9 +453,10 @@ class Store:
         with self.writing() as conn:
             sync_tables.save_links(conn, user_id, target, links, now_utc())
 
-    def forget_link(self, user_id: int, target: str, object_id: int) -> None:
+    def forget_link(self, user_id: int, target: str, object_id: int,
+                    part: str | None = None) -> None:
         with self.writing() as conn:
-            sync_tables.forget_link(conn, user_id, target, object_id)
+            sync_tables.forget_link(conn, user_id, target, object_id, part)
 
     def objects_by_id(self, user_id: int, ids) -> dict[int, StoredObject]:
         with self.reading() as conn:
@@ -451,22 +491,33 @@ class Store:
             revision = users.next_revision(conn, user.id)  # locks the user's writes
             now = now_utc()
             for write in writes:
-                uid = write.parsed.uid if write.parsed else write.expected.uid
+                group = (write, *write.parts)
                 try:
-                    objects.require_unchanged(conn, user.id, uid, write.expected)
+                    for one in group:
+                        uid = one.parsed.uid if one.parsed else one.expected.uid
+                        objects.require_unchanged(conn, user.id, uid, one.expected)
                 except ObjectChanged:
                     applied.append(False)
                     continue
-                if write.parsed is None:
-                    objects.delete(conn, user, write.expected.href, revision, now)
+                if write.cut and write.expected is not None:
                     sync_tables.forget_link(conn, user.id, target, write.expected.id)
-                else:
-                    href = write.expected.href if write.expected else _href_for(uid)
-                    stored = objects.put(conn, user, href, write.parsed, revision, now)
-                    sync_tables.save_link(conn, user.id, target, dataclasses.replace(
-                        write.link, object_id=stored.id), now)
+                for one in group:
+                    self._pull_one(conn, user, target, one, revision, now)
                 applied.append(True)
         return applied
+
+    @staticmethod
+    def _pull_one(conn, user: User, target: str, write: PullWrite, revision: int,
+                  now: datetime) -> None:
+        if write.parsed is None:
+            objects.delete(conn, user, write.expected.href, revision, now)
+            sync_tables.forget_link(conn, user.id, target, write.expected.id)
+            return
+        href = write.expected.href if write.expected else _href_for(write.parsed.uid)
+        stored = objects.put(conn, user, href, write.parsed, revision, now)
+        if write.link is not None:
+            sync_tables.save_link(conn, user.id, target, dataclasses.replace(
+                write.link, object_id=stored.id), now)
 
     def start_run(self, user_id: int, target: str, direction: str, dry_run: bool) -> int:
         with self.writing() as conn:

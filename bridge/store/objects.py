@@ -6,18 +6,20 @@ step inside the caller's transaction; reads never parse iCalendar, they serve st
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bridge.ical import series as ical_series
 from bridge.ical.model import EventData, ParsedObject
 from bridge.ical.parse import event_from_component, override_from_component, series_kind
 from bridge.ical.render import etag_of, render_object
-from bridge.ical.timezones import now_utc, rid_key
+from bridge.ical.timezones import now_utc, rid_instant, rid_key
 from bridge.store.records import Action, ActionType, StoredObject, User, event_columns
 from bridge.store.schema import actions, calendar_objects
 
@@ -33,6 +35,34 @@ _LISTING = [calendar_objects.c[name] for name in (
 
 class UidConflict(ValueError):
     """Another live object of the user already has this UID."""
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """A client's conditions on writing one object (RFC 7232), as Radicale reads them.
+
+    Checked inside the write's transaction, once the user's revision row is locked: two
+    writers of one object, even in two server processes, cannot both pass ``If-Match``."""
+
+    if_match: str = ""           # an etag, "*" (any existing object) or "" (no condition)
+    if_none_match: bool = False  # ``If-None-Match: *``: the object must not exist yet
+    strict: bool = False         # ``[storage] strict_preconditions``: replacing needs If-Match
+
+    def check(self, existing: StoredObject | None) -> None:
+        if existing is None:
+            if self.if_match:
+                raise PreconditionFailed("the object does not exist (If-Match)")
+            return
+        if self.if_none_match:
+            raise PreconditionFailed("the object already exists (If-None-Match)")
+        if not self.if_match and self.strict:
+            raise PreconditionFailed("replacing an object needs If-Match")
+        if self.if_match not in ("", "*", existing.etag):
+            raise PreconditionFailed("the object has changed (If-Match)")
+
+
+class PreconditionFailed(RuntimeError):
+    """A write's :class:`Precondition` does not hold: nothing was written (a 412)."""
 
 
 class ObjectChanged(RuntimeError):
@@ -55,13 +85,30 @@ def require_unchanged(conn: Connection, user_id: int, uid: str,
         raise ObjectChanged(uid)
 
 
+# One statement each, values passed as parameters: built once (building and keying a
+# statement cost more than running it), compiled once.
+_INSERT_OBJECT = insert(calendar_objects)
+_INSERT_ACTION = insert(actions)
+_OBJECT_AT = select(calendar_objects).where(calendar_objects.c.user_id == bindparam("b_user"),
+                                            calendar_objects.c.href == bindparam("b_href"))
+_UID_ELSEWHERE = select(calendar_objects.c.href).where(
+    calendar_objects.c.user_id == bindparam("b_user"),
+    calendar_objects.c.uid == bindparam("b_uid"), ~calendar_objects.c.deleted,
+    calendar_objects.c.href != bindparam("b_href"))
+_LIVE_AT = {with_ics: select(*_LISTING, *([calendar_objects.c.ics] if with_ics else [])).where(
+    calendar_objects.c.user_id == bindparam("b_user"),
+    calendar_objects.c.href == bindparam("b_href"), ~calendar_objects.c.deleted)
+    for with_ics in (False, True)}
+_UPDATE_OBJECT = update(calendar_objects).where(calendar_objects.c.id == bindparam("b_id"))
+_UPDATE_ACTION = update(actions).where(actions.c.id == bindparam("b_id"))
+_ACTIONS_OF = select(actions).where(actions.c.object_id == bindparam("b_object")).order_by(
+    actions.c.start_utc, actions.c.id)
+
+
 # ---------------------------------------------------------------- reads
 
 def get(conn: Connection, user_id: int, href: str, with_ics: bool = True) -> StoredObject | None:
-    columns = [*_LISTING, calendar_objects.c.ics] if with_ics else _LISTING
-    row = conn.execute(select(*columns).where(
-        calendar_objects.c.user_id == user_id, calendar_objects.c.href == href,
-        ~calendar_objects.c.deleted)).first()
+    row = conn.execute(_LIVE_AT[with_ics], {"b_user": user_id, "b_href": href}).first()
     return StoredObject.from_row(row) if row else None
 
 
@@ -128,9 +175,7 @@ def observed(conn: Connection, object_id: int) -> tuple:
 
 
 def _object_actions(conn: Connection, object_id: int) -> list[Action]:
-    rows = conn.execute(select(actions).where(actions.c.object_id == object_id)
-                        .order_by(actions.c.start_utc, actions.c.id))
-    return [Action.from_row(r) for r in rows]
+    return [Action.from_row(r) for r in conn.execute(_ACTIONS_OF, {"b_object": object_id})]
 
 
 # ---------------------------------------------------------------- writes
@@ -138,49 +183,69 @@ def _object_actions(conn: Connection, object_id: int) -> list[Action]:
 def put(conn: Connection, user: User, href: str, parsed: ParsedObject, revision: int,
         now: datetime | None = None) -> StoredObject:
     """Create or replace the object at ``href`` (a phone's PUT, an import, a pull)."""
+    return write(conn, user, href, parsed, revision, now)[0]
+
+
+def write(conn: Connection, user: User, href: str, parsed: ParsedObject, revision: int,
+          now: datetime | None = None, precondition: Precondition | None = None
+          ) -> tuple[StoredObject, bool]:
+    """:func:`put` if ``precondition`` holds (else :class:`PreconditionFailed`, nothing
+    written): the object, and whether it is new."""
     now = now or now_utc()
-    existing = conn.execute(select(calendar_objects).where(
-        calendar_objects.c.user_id == user.id, calendar_objects.c.href == href)).first()
-    if existing and not existing.deleted and existing.uid != parsed.uid:
-        raise UidConflict(f"{href} holds UID {existing.uid!r}, not {parsed.uid!r}")
-    clash = conn.execute(select(calendar_objects.c.href).where(
-        calendar_objects.c.user_id == user.id, calendar_objects.c.uid == parsed.uid,
-        ~calendar_objects.c.deleted, calendar_objects.c.href != href)).first()
+    existing = conn.execute(_OBJECT_AT, {"b_user": user.id, "b_href": href}).first()
+    live = existing if existing is not None and not existing.deleted else None
+    if precondition is not None:
+        precondition.check(StoredObject.from_row(live) if live is not None else None)
+    if live is not None and live.uid != parsed.uid:
+        raise UidConflict(f"{href} holds UID {live.uid!r}, not {parsed.uid!r}")
+    clash = conn.execute(_UID_ELSEWHERE, {"b_user": user.id, "b_uid": parsed.uid,
+                                          "b_href": href}).first()
     if clash:
         raise UidConflict(f"UID {parsed.uid!r} is already used by {clash.href}")
     values = dict(uid=parsed.uid, is_series=parsed.is_series, series_ics=parsed.series_ics,
                   revision=revision, deleted=False, updated_at=now, ics="", etag="",
                   materialised_until=None)
-    if existing:
-        object_id = existing.id
-        conn.execute(update(calendar_objects).where(calendar_objects.c.id == object_id)
-                     .values(**values))
-    elif not parsed.is_series:
-        return _insert_single(conn, user, href, parsed, values, revision, now)
-    else:
+    if existing is None and not parsed.is_series:
+        return _insert_single(conn, user, href, parsed, values, revision, now), True
+    if existing is None:
         object_id = conn.execute(_INSERT_OBJECT, dict(
             user_id=user.id, href=href, **values)).inserted_primary_key[0]
-    if parsed.is_series:
-        _materialise(conn, user, object_id, parsed.series_ics, revision, now, replace=True)
+    elif not parsed.is_series:  # rendered and written at once, as a new one is
+        _put_single(conn, user, existing.id, parsed.master, revision, now)
+        stored = _rendered_single(user, existing.id, href, parsed, revision, now)
+        conn.execute(_UPDATE_OBJECT, {"b_id": existing.id, **values, "ics": stored.ics,
+                                      "etag": stored.etag, "first_start": stored.first_start,
+                                      "last_end": stored.last_end})
+        return stored, live is None
     else:
-        _put_single(conn, user, object_id, parsed.master, revision, now)
-    return rerender(conn, user, object_id, revision, force=True)
+        object_id = existing.id
+        conn.execute(_UPDATE_OBJECT, {"b_id": object_id, **values})
+    _materialise(conn, user, object_id, parsed.series_ics, revision, now, replace=True)
+    return rerender(conn, user, object_id, revision, force=True), live is None
 
 
 def _insert_single(conn: Connection, user: User, href: str, parsed: ParsedObject,
                    values: dict, revision: int, now: datetime) -> StoredObject:
     """A new single appointment: rendered before it is stored, two INSERTs (the first open
-    of a calendar makes thousands of these); the text is what :func:`rerender` makes."""
+    of a calendar makes thousands of these)."""
+    stored = _rendered_single(user, 0, href, parsed, revision, now)
+    object_id = conn.execute(_INSERT_OBJECT, {
+        **values, "user_id": user.id, "href": href, "ics": stored.ics, "etag": stored.etag,
+        "first_start": stored.first_start, "last_end": stored.last_end}).inserted_primary_key[0]
+    insert_action(conn, user.id, ActionType.APPOINTMENT, parsed.master, revision, now,
+                  object_id)
+    return dataclasses.replace(stored, id=object_id)
+
+
+def _rendered_single(user: User, object_id: int, href: str, parsed: ParsedObject,
+                     revision: int, now: datetime) -> StoredObject:
+    """A single appointment as :func:`rerender` makes it from its action, without reading
+    the action back."""
     event = parsed.master
     ics = render_object(parsed.uid, event, default_tz=user.timezone, dtstamp=now)
     first, last = single_bounds(event)
-    etag = etag_of(ics)
-    values = dict(values, ics=ics, etag=etag, first_start=first, last_end=last)
-    object_id = conn.execute(_INSERT_OBJECT, dict(
-        user_id=user.id, href=href, **values)).inserted_primary_key[0]
-    insert_action(conn, user.id, ActionType.APPOINTMENT, event, revision, now, object_id)
-    return StoredObject(object_id, user.id, href, parsed.uid, ics, etag, first, last, False,
-                        revision, False, now)
+    return StoredObject(object_id, user.id, href, parsed.uid, ics, etag_of(ics), first, last,
+                        False, revision, False, now)
 
 
 def single_bounds(event: EventData) -> tuple[datetime, datetime]:
@@ -200,15 +265,10 @@ def _put_single(conn: Connection, user: User, object_id: int, event: EventData,
         if action is not keep:  # it was a series before: its occurrences go
             _tombstone_action(conn, action.id, revision, now)
     if keep:
-        conn.execute(update(actions).where(actions.c.id == keep.id).values(
-            **event_columns(event), revision=revision, updated_at=now))
+        conn.execute(_UPDATE_ACTION, {"b_id": keep.id, **event_columns(event),
+                                      "revision": revision, "updated_at": now})
     else:
         insert_action(conn, user.id, ActionType.APPOINTMENT, event, revision, now, object_id)
-
-
-# One statement each, values passed as parameters: SQLAlchemy then compiles them once.
-_INSERT_OBJECT = insert(calendar_objects)
-_INSERT_ACTION = insert(actions)
 
 
 def insert_action(conn: Connection, user_id: int, type_: ActionType, event: EventData,
@@ -283,7 +343,9 @@ def _render_series(row, user: User, object_actions: list[Action], open_ended: bo
     master = event_from_component(master_component, tz, keep_recurrence=True)
     kind = series_kind(master_component)
     live = {a.recurrence_id: a for a in object_actions if not a.deleted and a.recurrence_id}
-    deleted = {a.recurrence_id for a in object_actions if a.deleted and a.recurrence_id} - set(live)
+    deleted = _deleted_here(row.series_ics, {
+        a.recurrence_id for a in object_actions if a.deleted and a.recurrence_id} - set(live),
+        tz)
     received: dict[str, EventData] = {}
     future: set[str] = set()
     for component in events:
@@ -310,6 +372,18 @@ def _render_series(row, user: User, object_actions: list[Action], open_ended: bo
     return render_object(row.uid, master, overrides.values(), default_tz=tz,
                          dtstamp=row.updated_at, exdates=deleted - own_exdates,
                          open_ended=open_ended, this_and_future=future)
+
+
+def _deleted_here(series_ics: str, keys: set[str], tz: str) -> set[str]:
+    """The deleted occurrences the series still makes: deleted in Gestan. The others went
+    with an earlier version of the series (a phone moved it): no EXDATE names them."""
+    if not keys:
+        return keys
+    instants = [rid_instant(key, tz) for key in keys]
+    made = {e.recurrence_id for e in ical_series.expand(
+        series_ics, min(instants) - timedelta(days=1), max(instants) + timedelta(days=2), tz,
+        with_overrides=False)}
+    return keys & made
 
 
 def _exdate_keys(component, default_tz: str) -> set[str]:

@@ -140,8 +140,12 @@ sync_links = Table(
     # JSON list: the versions of the pieces the remote keeps apart (a Google series' master
     # and exceptions) as last seen or written: a listing of only these is our own write.
     Column("remote_pieces", Text),
+    # "" the object itself; a series changed "this and following" is held remotely as
+    # several series, one per range (bridge.ical.future): the recurrence-id key of the
+    # occurrence its remote series starts at.
+    Column("part", String(20), nullable=False, server_default=""),
     Column("updated_at", DateTime, nullable=False),
-    UniqueConstraint("user_id", "target", "object_id", name="uq_links_object"),
+    UniqueConstraint("user_id", "target", "object_id", "part", name="uq_links_object"),
     UniqueConstraint("user_id", "target", "remote_id", name="uq_links_remote"),
 )
 

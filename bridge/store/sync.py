@@ -39,6 +39,9 @@ class Link:
     parts: dict[str, str] | None = None
     # versions of the remote's pieces (RemoteObject.pieces) as last seen or written
     pieces: frozenset[str] = frozenset()
+    # "" the object; else the part of a series cut "this and following" (its key in
+    # bridge.ical.future) that this remote object holds
+    part: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,7 +146,8 @@ def release_lock(conn: Connection, user_id: int, holder: str) -> None:
 def _link(row) -> Link:
     return Link(row.object_id, row.remote_id, row.remote_etag, row.local_hash, row.remote_hash,
                 json.loads(row.parts) if row.parts else None,
-                frozenset(json.loads(row.remote_pieces)) if row.remote_pieces else frozenset())
+                frozenset(json.loads(row.remote_pieces)) if row.remote_pieces else frozenset(),
+                row.part or "")
 
 
 def links(conn: Connection, user_id: int, target: str) -> list[Link]:
@@ -152,13 +156,14 @@ def links(conn: Connection, user_id: int, target: str) -> list[Link]:
 
 
 def save_link(conn: Connection, user_id: int, target: str, link: Link, now: datetime) -> None:
-    """Insert or replace the link of ``link.object_id`` (and of its remote id)."""
+    """Insert or replace the link of ``link.object_id``'s part (and of its remote id)."""
     save_links(conn, user_id, target, [link], now)
 
 
 _DROP_LINK = delete(sync_links).where(
     sync_links.c.user_id == bindparam("u"), sync_links.c.target == bindparam("t"),
-    or_(sync_links.c.object_id == bindparam("o"), sync_links.c.remote_id == bindparam("r")))
+    or_(and_(sync_links.c.object_id == bindparam("o"), sync_links.c.part == bindparam("p")),
+        sync_links.c.remote_id == bindparam("r")))
 _ADD_LINK = insert(sync_links)
 
 
@@ -167,21 +172,25 @@ def save_links(conn: Connection, user_id: int, target: str, links: list[Link],
     """:func:`save_link` for many: two statements, each run over all of them."""
     if not links:
         return
-    conn.execute(_DROP_LINK, [dict(u=user_id, t=target, o=link.object_id, r=link.remote_id)
-                              for link in links])
+    conn.execute(_DROP_LINK, [dict(u=user_id, t=target, o=link.object_id, p=link.part,
+                                   r=link.remote_id) for link in links])
     conn.execute(_ADD_LINK, [dict(
         user_id=user_id, target=target, object_id=link.object_id, remote_id=link.remote_id,
         remote_etag=link.remote_etag, local_hash=link.local_hash,
         remote_hash=link.remote_hash,
         parts=json.dumps(link.parts, sort_keys=True) if link.parts else None,
         remote_pieces=json.dumps(sorted(link.pieces)) if link.pieces else None,
-        updated_at=now) for link in links])
+        part=link.part, updated_at=now) for link in links])
 
 
-def forget_link(conn: Connection, user_id: int, target: str, object_id: int) -> None:
-    conn.execute(delete(sync_links).where(
-        sync_links.c.user_id == user_id, sync_links.c.target == target,
-        sync_links.c.object_id == object_id))
+def forget_link(conn: Connection, user_id: int, target: str, object_id: int,
+                part: str | None = None) -> None:
+    """Drop the object's link of ``part`` (None: every link of the object)."""
+    where = [sync_links.c.user_id == user_id, sync_links.c.target == target,
+             sync_links.c.object_id == object_id]
+    if part is not None:
+        where.append(sync_links.c.part == part)
+    conn.execute(delete(sync_links).where(*where))
 
 
 # ---------------------------------------------------------------- local objects

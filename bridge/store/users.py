@@ -10,7 +10,7 @@ import threading
 import time
 
 import bcrypt
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from bridge.config import env
@@ -54,8 +54,13 @@ def check_timezone(name: str) -> str:
     return name
 
 
+_BY_LOGIN = select(users).where(users.c.login == bindparam("b_login"))  # built once
+_NEXT_REVISION = (update(users).where(users.c.id == bindparam("b_id"))
+                  .values(revision=users.c.revision + 1).returning(users.c.revision))
+
+
 def get(conn: Connection, login: str) -> User | None:
-    row = conn.execute(select(users).where(users.c.login == login)).first()
+    row = conn.execute(_BY_LOGIN, {"b_login": login}).first()
     return User.from_row(row) if row else None
 
 
@@ -64,7 +69,11 @@ def get_by_id(conn: Connection, user_id: int) -> User:
 
 
 def require(conn: Connection, login: str) -> User:
-    user = get(conn, login)
+    return existing(login, get(conn, login))
+
+
+def existing(login: str, user: User | None) -> User:
+    """``user``, or the error that ``login`` names no user."""
     if user is None:
         raise UserError(f"unknown user {login!r}")
     return user
@@ -117,9 +126,7 @@ def next_revision(conn: Connection, user_id: int) -> int:
     The UPDATE locks the user's row until commit, so two writers of one user commit in
     revision order: a sync token never skips a change committed later with a lower number.
     """
-    return conn.execute(
-        update(users).where(users.c.id == user_id)
-        .values(revision=users.c.revision + 1).returning(users.c.revision)).scalar_one()
+    return conn.execute(_NEXT_REVISION, {"b_id": user_id}).scalar_one()
 
 
 class LoginGuard:

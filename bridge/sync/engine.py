@@ -11,6 +11,7 @@ lands during the run is decided again, never overwritten unseen.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -24,6 +25,7 @@ from bridge.config import setting
 from bridge.ical import parse_object
 from bridge.ical.content import Content, content_of
 from bridge.ical.describe import label, raw_label
+from bridge.ical.future import CannotCut, cut_series, has_future, part_of, part_uid, with_uid
 from bridge.ical.merge import keep_local_extras, merge_occurrences
 from bridge.ical.model import EventData, InvalidObject, ParsedObject
 from bridge.ical.series import span
@@ -130,6 +132,22 @@ def bind_calendar(store: Store, user: User, target: Target, *, dry_run: bool = F
     return state
 
 
+@dataclass(frozen=True)
+class _Unit:
+    """What one remote object holds of a Gestan object: the object itself, or a part of a
+    series cut "this and following" (:mod:`bridge.ical.future`), which Google and Outlook
+    hold as a series of its own."""
+
+    obj: StoredObject
+    part: str       # "" the object (or the first part), else the part's key
+    uid: str        # what is stamped remotely
+    ics: str | None  # None: deleted in Gestan (the object, or this part of it)
+
+    @property
+    def deleted(self) -> bool:
+        return self.ics is None
+
+
 @dataclass
 class _PullStep:
     """One remote object of an open and what was decided for it."""
@@ -138,6 +156,7 @@ class _PullStep:
     parsed: ParsedObject | None
     link: Link | None
     local: StoredObject | None = None
+    part: str = ""   # the part of ``local`` it holds (a series cut "this and following")
     decision: Decision = Decision(Action.NOTHING)
     merged: str | None = None   # a series merged per occurrence: what Gestan gets
     clashes: frozenset[str] = frozenset()  # occurrences both sides changed
@@ -165,6 +184,8 @@ class SyncRun:
         self._readings: dict[str, ParsedObject] = {}
         self._deleted_events: dict[int, EventData] = {}  # what deleted objects were
         self._fetched: dict[str, RemoteObject | None] = {}  # series read before a close
+        self._linked_parts: dict[int, frozenset[str]] = {}  # object id → parts linked
+        self._cuts: dict[tuple[str, frozenset[str]], dict[str, str]] = {}
         self._holder = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._run_id: int | None = None
         self._renewed = 0.0
@@ -199,6 +220,28 @@ class SyncRun:
         if content is None or not self._parse(ics).is_series:
             return None
         return content.parts
+
+    def _cut(self, obj: StoredObject) -> dict[str, str]:
+        """The parts of a live object (part key → text): the object whole, unless it has
+        THISANDFUTURE overrides or the target holds it cut (its links name the parts).
+        :class:`CannotCut` when it cannot be written as plain series."""
+        linked = self._linked_parts.get(obj.id, frozenset())
+        if not has_future(obj.ics) and linked <= {""}:
+            return {"": obj.ics}
+        memo = (obj.ics, linked)
+        if memo not in self._cuts:
+            self._cuts[memo] = {p.key: p.ics for p in cut_series(obj.ics, self.user.timezone,
+                                                                    linked)}
+        return self._cuts[memo]
+
+    def _local_part(self, obj: StoredObject | None, part: str) -> str | None:
+        """Gestan's text of one part of an object (None: deleted, or no such part now)."""
+        if obj is None or obj.deleted or not obj.ics:
+            return None
+        try:
+            return self._cut(obj).get(part)
+        except CannotCut:
+            return obj.ics if part == "" else None
 
     def _label(self, *texts: str | None, object_id: int | None = None) -> str:
         """The appointment in words (subject and date) from the first readable text, else
@@ -318,6 +361,10 @@ class SyncRun:
         state = self._bind()
         self._pushed_revision = state.pushed_revision
         links = {link.remote_id: link for link in self.store.sync_links(self.user.id, target)}
+        self._note_parts(links.values())
+        self._object_links: dict[int, list[Link]] = {}
+        for link in links.values():
+            self._object_links.setdefault(link.object_id, []).append(link)
         listing = self._listing(state, links)
         report.skipped.extend(listing.unreadable)
         steps: list[_PullStep] = []
@@ -335,15 +382,19 @@ class SyncRun:
             steps.append(_PullStep(remote, parsed, links.get(remote.remote_id)))
         by_id = self.store.objects_by_id(
             self.user.id, [s.link.object_id for s in steps if s.link is not None])
+        uids = [s.parsed.uid for s in steps if s.parsed and s.link is None] \
+            + [s.remote.foreign_uid for s in steps if s.remote.foreign_uid and s.link is None]
         by_uid = self.store.objects_by_uid(
-            self.user.id, [s.parsed.uid for s in steps if s.parsed and s.link is None]
-            + [s.remote.foreign_uid for s in steps if s.remote.foreign_uid and s.link is None])
+            self.user.id, uids + [found[0] for uid in uids if (found := part_of(uid))])
         for step in steps:
             if step.link is not None:
                 local = by_id.get(step.link.object_id)
+                step.part = step.link.part
             else:
                 local = by_uid.get(step.remote.foreign_uid or "") or (
                     by_uid.get(step.parsed.uid) if step.parsed else None)
+                if local is None:
+                    local, step.part = self._part_owner(step, by_uid)
             self._decide_pull(step, local)
         deletes = sum(1 for s in steps if s.decision.action is Action.DELETE)
         self._check_mass_delete(deletes, self.store.object_count(self.user.id))
@@ -354,21 +405,33 @@ class SyncRun:
                 fields["remote_state"] = listing.state
             self.store.save_sync_state(self.user.id, target, **fields)
 
+    def _part_owner(self, step: _PullStep, by_uid: dict[str, StoredObject]
+                    ) -> tuple[StoredObject | None, str]:
+        """An unlinked remote series stamped with a part's UID (a close that made it and
+        stopped before linking it): the Gestan object whose part it is, if it still has it."""
+        found = part_of(step.remote.foreign_uid or (step.parsed.uid if step.parsed else ""))
+        owner = by_uid.get(found[0]) if found else None
+        if owner is None or self._local_part(owner, found[1]) is None:
+            return None, ""
+        return owner, found[1]
+
     def _decide_pull(self, step: _PullStep, local: StoredObject | None) -> None:
         """What to do with one remote object, given Gestan's object as just read."""
         remote, link = step.remote, step.link
         step.local, step.merged = local, None
+        mine = self._local_part(local, step.part)  # Gestan's text of what the remote holds
         dest: SideState
         if local is None:
             dest = ABSENT if link is not None else UNKNOWN
         else:
-            dest = ABSENT if local.deleted else Present(self._key(local.ics))
+            dest = ABSENT if mine is None else Present(self._key(mine))
         remote_key = self._key(remote.ics)
         source = Present(remote_key) if remote_key else ABSENT
         state = LinkState(link.remote_hash, link.local_hash) if link else None
         step.decision = decide(source, dest, state)
-        if (link is None and local is not None and not local.deleted and remote.ics
-                and remote.foreign_uid == local.uid and step.decision.action is Action.UPDATE
+        if (link is None and mine is not None and remote.ics
+                and remote.foreign_uid == part_uid(local.uid, step.part)
+                and step.decision.action is Action.UPDATE
                 and local.revision > self._pushed_revision):
             # Our own write that a close did not finish (a series whose occurrences were
             # not all written when it stopped): Gestan's version is the truth, the next
@@ -379,7 +442,7 @@ class SyncRun:
         if (step.decision.action is Action.UPDATE and step.decision.conflict and link
                 and link.parts and isinstance(dest, Present)):
             step.decision, step.merged, step.clashes = self._per_occurrence(
-                link.parts, remote.ics, local.ics, step.decision)
+                link.parts, remote.ics, mine, step.decision)
 
     def _per_occurrence(self, agreed: dict[str, str], source_ics: str, dest_ics: str,
                         decision: Decision
@@ -396,6 +459,33 @@ class SyncRun:
                                        self.user.timezone)
         return Decision(decision.action, conflict=bool(split.clashes)), merged, split.clashes
 
+    def _writes_cut(self, step: _PullStep) -> bool:
+        """Whether applying ``step`` takes a series cut "this and following" apart."""
+        local = step.local
+        if step.decision.action not in (Action.CREATE, Action.UPDATE, Action.DELETE) \
+                or local is None or local.deleted:
+            return False
+        if step.part:
+            return True
+        try:
+            return len(self._cut(local)) > 1
+        except CannotCut:
+            return False
+
+    def _groups(self, steps: list[_PullStep]) -> list[list[_PullStep]]:
+        """One write per group: a step alone, or every step of an object taken apart."""
+        cut = {s.local.id for s in steps if self._writes_cut(s)}
+        groups: list[list[_PullStep]] = []
+        by_object: dict[int, list[_PullStep]] = {}
+        for step in steps:
+            if step.local is None or step.local.id not in cut:
+                groups.append([step])
+            elif step.local.id in by_object:
+                by_object[step.local.id].append(step)
+            else:
+                groups.append(by_object.setdefault(step.local.id, [step]))
+        return groups
+
     def _apply_pull(self, report: RunReport, steps: list[_PullStep]) -> None:
         """Apply the decisions, writes in transactions of ``PULL_BATCH``; a step whose Gestan
         object changed since it was read (a phone's write during the run) is read again
@@ -403,23 +493,29 @@ class SyncRun:
         pending, total, done = steps, len(steps), 0
         for _attempt in range(MAX_DECISIONS):
             again: list[_PullStep] = []
-            for first in range(0, len(pending), PULL_BATCH):
+            groups = self._groups(pending)
+            for first in range(0, len(groups), PULL_BATCH):
                 chunk, writes = [], []
-                for step in pending[first:first + PULL_BATCH]:
-                    write = self._pull_write(report, step)
+                for group in groups[first:first + PULL_BATCH]:
+                    write = (self._cut_write(report, group) if len(group) > 1
+                             or self._writes_cut(group[0])
+                             else self._pull_write(report, group[0]))
                     if write is not None:
-                        chunk.append(step)
+                        chunk.append(group)
                         writes.append(write)
-                    done = min(done + 1, total)
+                    done = min(done + len(group), total)
                     self._tick("open", done, total)
                 if not writes:
                     continue
                 applied = self.store.pull_batch(self.user.login, self.target.name, writes)
-                for step, ok in zip(chunk, applied, strict=True):
+                for group, ok in zip(chunk, applied, strict=True):
                     if ok:
-                        self._record_pull(report, step)
+                        for step in group:
+                            if step.decision.action in (Action.CREATE, Action.UPDATE,
+                                                        Action.DELETE):
+                                self._record_pull(report, step)
                     else:
-                        again.append(step)
+                        again.extend(group)
             if not again:
                 return
             for step in again:
@@ -473,14 +569,61 @@ class SyncRun:
         if action is Action.DELETE:
             return PullWrite(None, link, local)
         if action is Action.LINK:
-            # adopted: no agreed version (the next close writes Gestan's whole)
-            self.store.save_link(self.user.id, target, Link(
-                local.id, remote.remote_id, remote.etag,
-                UNFINISHED if step.adopt else self._key(local.ics), remote_key,
-                None if step.adopt else parts, remote.pieces))
+            self.store.save_link(self.user.id, target, self._agreed(step))
         elif action is Action.FORGET and link is not None:
-            self.store.forget_link(self.user.id, target, link.object_id)
+            self.store.forget_link(self.user.id, target, link.object_id, link.part)
         return None
+
+    def _agreed(self, step: _PullStep) -> Link:
+        """The link of a step whose two sides agree (adopted: no agreed version, the next
+        close writes Gestan's whole)."""
+        remote = step.remote
+        return Link(step.local.id, remote.remote_id, remote.etag,
+                    UNFINISHED if step.adopt else self._key(self._local_part(
+                        step.local, step.part)), self._key(remote.ics),
+                    None if step.adopt else self._parts(remote.ics), remote.pieces, step.part)
+
+    def _cut_write(self, report: RunReport, group: list[_PullStep]) -> PullWrite | None:
+        """The remote changed a part of a series cut "this and following": Gestan takes the
+        cut too, as Google and Outlook do when a user edits "this and following" there:
+        the object keeps the first part, each later part becomes a series of its own (its
+        UID the part's), every part from the side the decisions say, links moved along."""
+        local = group[0].local
+        if self.options.dry_run:
+            for step in group:
+                self._pull_write(report, step)
+            return None
+        parts = dict(self._cut(local))
+        links = {link.part: link for link in self._object_links.get(local.id, [])}
+        for step in group:
+            action, remote = step.decision.action, step.remote
+            if action in (Action.DELETE, Action.FORGET):
+                parts.pop(step.part, None)
+                links.pop(step.part, None)
+            elif action is Action.LINK:
+                links[step.part] = self._agreed(step)
+            elif action in (Action.CREATE, Action.UPDATE):
+                remote_key = self._key(remote.ics)
+                text, local_hash = step.merged or remote.ics, None
+                if step.merged is not None:
+                    local_hash = remote_key
+                if parts.get(step.part):
+                    text = keep_local_extras(text, parts[step.part], self.carries)
+                parts[step.part] = text
+                links[step.part] = Link(0, remote.remote_id, remote.etag,
+                                        local_hash or self._key(text), remote_key,
+                                        self._parts(remote.ics), remote.pieces)
+
+        def write(key: str, expected: StoredObject | None) -> PullWrite:
+            text = with_uid(parts[key], part_uid(local.uid, key))
+            link = links.get(key)
+            return PullWrite(self._parse(text), link and dataclasses.replace(
+                link, object_id=0, part=""), expected)
+
+        followers = tuple(write(key, None) for key in sorted(parts) if key)
+        if "" in parts:
+            return dataclasses.replace(write("", local), cut=True, parts=followers)
+        return PullWrite(None, None, local, cut=True, parts=followers)
 
     def _record_pull(self, report: RunReport, step: _PullStep) -> None:
         """A write of the open landed: count it, log it (a conflict with its loser)."""
@@ -515,14 +658,21 @@ class SyncRun:
             changed += [o for o in self.store.entering_objects(
                 self.user.id, max(state.close_window_end, self.window.start),
                 self.window.end, state.pushed_revision, target) if o.id not in seen]
-        links = {link.object_id: link for link in self.store.sync_links(self.user.id, target)}
+        links = {(link.object_id, link.part): link
+                 for link in self.store.sync_links(self.user.id, target)}
+        self._note_parts(links.values())
         self._readings.update((o.ics, ParsedObject(o.uid, o.event)) for o in changed
                               if o.event is not None and o.ics)
-        self._objects = {o.id: o for o in changed}
         # the reports name deleted appointments: what they were, read in one query
         self._deleted_events = self.store.first_events(
             self.user.id, [o.id for o in changed if o.deleted])
         self._links = links
+        self._units: list[_Unit] = []   # WriteOp.local_id: an index in it
+        for obj in changed:
+            try:
+                self._units += self._units_of(obj)
+            except CannotCut as exc:
+                report.skipped.append((obj.uid, f"{self._label(obj.ics)}: {exc}"))
         self._merged_ids: set[int] = set()
         self._unsaved: list[Link] = []
         # after a close that did not finish, a create may have been made but not linked
@@ -531,36 +681,59 @@ class SyncRun:
         # Deletions are counted before anything is read or written (the mass-delete guard);
         # then the whole close is decided and handed to the target in one call, so that it
         # batches across every object (a series' follow-ups included), not per slice.
-        deletes = sum(1 for o in changed if o.deleted and o.id in links)
+        deletes = sum(1 for u in self._units if u.deleted and (u.obj.id, u.part) in links)
         self._check_mass_delete(deletes, len(links))
-        self._written, self._total = 0, len(changed)
-        self._fetched = self._series_to_update(changed, links)
-        ops = [op for obj in changed if (op := self._push_op(report, obj)) is not None]
+        self._written, self._total = 0, len(self._units)
+        self._fetched = self._series_to_update(self._units, links)
+        ops = [op for index, unit in enumerate(self._units)
+               if (op := self._push_op(report, index, unit)) is not None]
         unfinished: list[WriteOp] = []
         if self.options.dry_run:
             for op in ops:
-                report.planned.append(f"{op.kind} in {target}: {op.uid} "
-                                      f"({self._label(op.ics, object_id=op.local_id)})")
+                report.planned.append(f"{op.kind} in {target}: {op.uid} ({self._op_label(op)})")
                 report.count(target, op.kind.value)
         else:
             unfinished = self._write(report, ops)
         for op in unfinished:  # still refused after the last round: the next run tries again
-            report.skipped.append((op.uid, f"{self._label(op.ics, object_id=op.local_id)}: "
+            report.skipped.append((op.uid, f"{self._op_label(op)}: "
                                            "changed again in the target during the run"))
         if not unfinished and not self.options.dry_run:
             self.store.save_sync_state(self.user.id, target, pushed_revision=upto,
                                        close_window_end=self.window.end)
 
-    def _push_op(self, report: RunReport, obj: StoredObject) -> WriteOp | None:
-        """What to write for one object changed in Gestan (None: nothing)."""
-        link = self._links.get(obj.id)
-        source = ABSENT if obj.deleted else Present(self._key(obj.ics))
+    def _note_parts(self, links) -> None:
+        parts: dict[int, set[str]] = {}
+        for link in links:
+            parts.setdefault(link.object_id, set()).add(link.part)
+        self._linked_parts = {k: frozenset(v) for k, v in parts.items()}
+
+    def _units_of(self, obj: StoredObject) -> list[_Unit]:
+        """What the target holds or will hold of an object changed in Gestan: the object,
+        or its parts if it is a series changed "this and following" (a part it no longer
+        has, or the parts of a deleted object, as deleted)."""
+        linked = self._linked_parts.get(obj.id, frozenset())
+        if obj.deleted or not obj.ics:
+            return [_Unit(obj, p, part_uid(obj.uid, p), None) for p in sorted(linked or {""})]
+        if not has_future(obj.ics) and linked <= {""}:
+            return [_Unit(obj, "", obj.uid, obj.ics)]
+        parts = {p.key: p for p in cut_series(obj.ics, self.user.timezone)}
+        return [_Unit(obj, key, parts[key].uid if key in parts else part_uid(obj.uid, key),
+                      parts[key].ics if key in parts else None)
+                for key in sorted(set(parts) | linked)]
+
+    def _op_label(self, op: WriteOp) -> str:
+        return self._label(op.ics, object_id=self._units[op.local_id].obj.id)
+
+    def _push_op(self, report: RunReport, index: int, unit: _Unit) -> WriteOp | None:
+        """What to write for one object (or part) changed in Gestan (None: nothing)."""
+        link = self._links.get((unit.obj.id, unit.part))
+        source = ABSENT if unit.deleted else Present(self._key(unit.ics))
         state = LinkState(link.local_hash, link.remote_hash) if link else None
         decision = decide(source, UNKNOWN, state)
-        op = self._op_for(report, obj, link, decision.action)
+        op = self._op_for(report, index, unit, link, decision.action)
         if op is None and decision.action is Action.FORGET and link \
                 and not self.options.dry_run:
-            self.store.forget_link(self.user.id, self.target.name, obj.id)
+            self.store.forget_link(self.user.id, self.target.name, unit.obj.id, unit.part)
         return op
 
     def _write(self, report: RunReport, ops: list[WriteOp]) -> list[WriteOp]:
@@ -580,7 +753,7 @@ class SyncRun:
     def _keep_link(self, link: Link) -> None:
         """Record a link after a write, 50 to a transaction (a crash before they are saved
         is safe: the next run's create finds the object, see Target)."""
-        self._links[link.object_id] = link
+        self._links[(link.object_id, link.part)] = link
         self._unsaved.append(link)
 
     def _save_links(self) -> None:
@@ -601,34 +774,36 @@ class SyncRun:
         if follow_up is not None:
             retry.append(follow_up)
 
-    def _op_for(self, report: RunReport, obj: StoredObject, link: Link | None,
+    def _op_for(self, report: RunReport, index: int, unit: _Unit, link: Link | None,
                 action: Action) -> WriteOp | None:
         if action is Action.CREATE and link is None:
-            return WriteOp(WriteKind.CREATE, obj.uid, obj.ics, local_id=obj.id,
-                           parsed=self._parse(obj.ics), may_exist=self._may_exist)
-        if action is Action.UPDATE and link.parts and obj.is_series \
+            return WriteOp(WriteKind.CREATE, unit.uid, unit.ics, local_id=index,
+                           parsed=self._parse(unit.ics), may_exist=self._may_exist)
+        if action is Action.UPDATE and link.parts and unit.obj.is_series \
                 and not self.options.dry_run:
-            return self._series_update(report, obj, link)
+            return self._series_update(report, index, unit, link)
         if action in (Action.CREATE, Action.UPDATE):  # CREATE with a link: recreate it there
-            return WriteOp(WriteKind.UPDATE, obj.uid, obj.ics, link.remote_id, link.remote_etag,
-                           local_id=obj.id, parsed=self._parse(obj.ics))
+            return WriteOp(WriteKind.UPDATE, unit.uid, unit.ics, link.remote_id,
+                           link.remote_etag, local_id=index, parsed=self._parse(unit.ics))
         if action is Action.DELETE:
-            return WriteOp(WriteKind.DELETE, obj.uid, None, link.remote_id, link.remote_etag,
-                           local_id=obj.id)
+            return WriteOp(WriteKind.DELETE, unit.uid, None, link.remote_id, link.remote_etag,
+                           local_id=index)
         return None
 
-    def _series_to_update(self, changed: list[StoredObject], links: dict[int, Link]
+    def _series_to_update(self, units: list[_Unit], links: dict[tuple[int, str], Link]
                           ) -> dict[str, RemoteObject | None]:
         """The remote versions of the series this close updates, read together before
         anything is decided (each series update starts from the remote's version)."""
         if self.options.dry_run:
             return {}
-        wanted = [link.remote_id for obj in changed
-                  if not obj.deleted and obj.is_series and (link := links.get(obj.id))
-                  and link.parts and self._key(obj.ics) != link.local_hash]
+        wanted = [link.remote_id for u in units
+                  if not u.deleted and u.obj.is_series
+                  and (link := links.get((u.obj.id, u.part)))
+                  and link.parts and self._key(u.ics) != link.local_hash]
         return self.target.fetch_many(wanted) if wanted else {}
 
-    def _series_update(self, report: RunReport, obj: StoredObject, link: Link) -> WriteOp:
+    def _series_update(self, report: RunReport, index: int, unit: _Unit, link: Link
+                       ) -> WriteOp:
         """A series changed in Gestan: read the remote's version first, so that what it
         changed in other occurrences stays, and only the occurrences that differ are
         written."""
@@ -637,41 +812,45 @@ class SyncRun:
         else:
             remote = self.target.fetch(link.remote_id)
         if remote is None or remote.ics is None:  # deleted there: Gestan wins, made again
-            return WriteOp(WriteKind.UPDATE, obj.uid, obj.ics, link.remote_id, None,
-                           local_id=obj.id)
-        text = obj.ics
+            return WriteOp(WriteKind.UPDATE, unit.uid, unit.ics, link.remote_id, None,
+                           local_id=index)
+        text = unit.ics
         if self._key(remote.ics) != link.remote_hash:
             decision, merged, clashes = self._per_occurrence(
-                link.parts, obj.ics, remote.ics, Decision(Action.UPDATE, conflict=True))
+                link.parts, unit.ics, remote.ics, Decision(Action.UPDATE, conflict=True))
             if merged is not None:
                 text = merged
-                self._merged_ids.add(obj.id)
+                self._merged_ids.add(index)
             if decision.conflict:
-                self._conflict(report, self.target.name, obj.uid, self._label(remote.ics),
+                self._conflict(report, self.target.name, unit.uid, self._label(remote.ics),
                                GESTAN, "update", remote.ics, ", ".join(sorted(clashes)))
-        return WriteOp(WriteKind.UPDATE, obj.uid, text, remote.remote_id, remote.etag,
-                       local_id=obj.id, base=remote.ics, base_pieces=remote.pieces)
+        return WriteOp(WriteKind.UPDATE, unit.uid, text, remote.remote_id, remote.etag,
+                       local_id=index, base=remote.ics, base_pieces=remote.pieces)
+
+    def _forget(self, unit: _Unit) -> None:
+        self.store.forget_link(self.user.id, self.target.name, unit.obj.id, unit.part)
+        self._links.pop((unit.obj.id, unit.part), None)
 
     def _after_write(self, report: RunReport, result: WriteResult) -> WriteOp | None:
         """Record a write; a refused one is looked at again (re-read, decide, maybe retry)."""
         op, target = result.op, self.target.name
-        obj = self._objects[op.local_id]
-        link = self._links.get(obj.id)
+        unit = self._units[op.local_id]
+        obj = unit.obj
+        link = self._links.get((obj.id, unit.part))
         if result.error is None:
             if op.kind is WriteKind.DELETE:
-                self.store.forget_link(self.user.id, target, obj.id)
-                self._links.pop(obj.id, None)
+                self._forget(unit)
             else:
                 remote = result.remote
-                local_key = self._key(obj.ics)
+                local_key = self._key(unit.ics)
                 remote_key, parts = self._key(remote.ics), self._parts(remote.ics)
                 pieces = remote.pieces
-                if obj.id in self._merged_ids:
+                if op.local_id in self._merged_ids:
                     # the remote kept occurrences Gestan lacks: the next open must read
                     # them (its pieces are not "ours") and bring them
-                    remote_key, parts, pieces = local_key, self._parts(obj.ics), frozenset()
+                    remote_key, parts, pieces = local_key, self._parts(unit.ics), frozenset()
                 self._keep_link(Link(obj.id, remote.remote_id, remote.etag, local_key,
-                                     remote_key, parts, pieces))
+                                     remote_key, parts, pieces, unit.part))
             self._record(report, op.kind.value, target, op.uid, op.ics, False, None, GESTAN,
                          object_id=obj.id)
             return None
@@ -684,38 +863,37 @@ class SyncRun:
         remote = result.remote if result.error is WriteError.EXISTS else (
             self.target.fetch(remote_id) if remote_id else None)
         if op.kind is WriteKind.DELETE and (remote is None or remote.ics is None):
-            self.store.forget_link(self.user.id, target, obj.id)
-            self._links.pop(obj.id, None)
+            self._forget(unit)
             return None
         dest = Present(self._key(remote.ics)) if remote and remote.ics else ABSENT
-        source = ABSENT if obj.deleted else Present(self._key(obj.ics))
-        ours = remote is not None and remote.foreign_uid == obj.uid and link is None
+        source = ABSENT if unit.deleted else Present(self._key(unit.ics))
+        ours = remote is not None and remote.foreign_uid == unit.uid and link is None
         state_ = LinkState(link.local_hash, link.remote_hash) if link else None
         decision = decide(source, dest, state_)
         if decision.action is Action.LINK:
-            self._keep_link(Link(obj.id, remote.remote_id, remote.etag, self._key(obj.ics),
+            self._keep_link(Link(obj.id, remote.remote_id, remote.etag, self._key(unit.ics),
                                  self._key(remote.ics), self._parts(remote.ics),
-                                 remote.pieces))
+                                 remote.pieces, unit.part))
             return None
         if remote is None or remote.ics is None:
             # Deleted there while changed here: Gestan wins, it is created again (the
             # target revives its stable id).
             if decision.conflict:
-                report.conflicts.append(Conflict(op.uid, self._label(obj.ics), GESTAN, "create",
-                                                 None))
-            return WriteOp(WriteKind.CREATE, obj.uid, obj.ics, local_id=obj.id)
-        text = obj.ics
-        if decision.conflict and not ours and link and link.parts and not obj.deleted:
-            decision, merged, _ = self._per_occurrence(link.parts, obj.ics, remote.ics,
+                report.conflicts.append(Conflict(op.uid, self._label(unit.ics), GESTAN,
+                                                 "create", None))
+            return WriteOp(WriteKind.CREATE, unit.uid, unit.ics, local_id=op.local_id)
+        text = unit.ics
+        if decision.conflict and not ours and link and link.parts and not unit.deleted:
+            decision, merged, _ = self._per_occurrence(link.parts, unit.ics, remote.ics,
                                                        decision)
             if merged is not None:
                 text = merged
-                self._merged_ids.add(obj.id)
+                self._merged_ids.add(op.local_id)
         if decision.conflict and not ours:
             self._conflict(report, target, op.uid, self._label(remote.ics), GESTAN,
                            op.kind.value, remote.ics)
-        kind = WriteKind.DELETE if obj.deleted else WriteKind.UPDATE
+        kind = WriteKind.DELETE if unit.deleted else WriteKind.UPDATE
         update = kind is WriteKind.UPDATE
-        return WriteOp(kind, obj.uid, text, remote.remote_id, remote.etag, local_id=obj.id,
-                       base=remote.ics if update else None,
+        return WriteOp(kind, unit.uid, text, remote.remote_id, remote.etag,
+                       local_id=op.local_id, base=remote.ics if update else None,
                        base_pieces=remote.pieces if update else frozenset())

@@ -295,7 +295,9 @@ class EwsTarget:
         boundary_end = getattr(item.recurrence.boundary, "end", None)
         if start >= hi:
             return False
-        if boundary_end is not None:
+        if boundary_end is not None:  # a date, or a date-time when sent without offset
+            if isinstance(boundary_end, datetime):
+                boundary_end = boundary_end.date()
             return boundary_end >= (window.start - timedelta(days=2)).date()
         return True
 

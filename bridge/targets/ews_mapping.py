@@ -62,6 +62,7 @@ from bridge.ical.content import (
     series_shape,
     series_zone,
 )
+from bridge.ical.future import refuse_future
 from bridge.ical.timezones import (
     date_to_utc,
     is_iana,
@@ -185,6 +186,8 @@ class SeriesPlan:
 def object_plan(parsed: ParsedObject, default_tz: str) -> SeriesPlan:
     """How to write one object (a single: no occurrences); :class:`Unsupported` when its
     recurrence has no Exchange pattern."""
+    if reason := refuse_future(parsed.series_ics):
+        raise Unsupported(reason)
     master = event_fields(parsed.master, default_tz)
     if not parsed.is_series:
         return SeriesPlan(master, {}, {})

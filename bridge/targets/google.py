@@ -29,7 +29,7 @@ from googleapiclient.http import BatchHttpRequest
 from bridge.config import env
 from bridge.ical import parse_object
 from bridge.ical.content import CANCELLED, MASTER, content_of, series_zone
-from bridge.ical.model import ParsedObject
+from bridge.ical.model import EventData, ParsedObject
 from bridge.ical.series import expand
 from bridge.ical.timezones import rid_instant, utc_to_date
 from bridge.targets.base import (
@@ -613,9 +613,21 @@ class GoogleTarget:
         for key in sorted(changed - {MASTER}):
             if key in wanted:
                 bodies.append(wanted[key])
+            elif after.get(key) == CANCELLED and key not in before and pending.body:
+                continue  # the master's new EXDATE removes it (the instance is no more)
+            elif key not in after and before.get(key) == CANCELLED \
+                    and self._generated(new, key) is None:
+                continue  # cancelled in the series' old times: gone with them
             else:
                 bodies.append(self._instance_body(new, key, after.get(key) == CANCELLED))
         pending.exceptions = bodies
+
+    def _generated(self, parsed: ParsedObject, key: str) -> EventData | None:
+        """The occurrence the series' master makes at ``key``, if it makes one."""
+        instant = rid_instant(key, series_zone(parsed.master, self.default_tz))
+        return next((o for o in expand(
+            parsed.series_ics, instant - timedelta(days=1), instant + timedelta(days=1),
+            self.default_tz, with_overrides=False) if o.recurrence_id == key), None)
 
     def _instance_body(self, parsed: ParsedObject, key: str, cancelled: bool
                        ) -> dict[str, Any]:
@@ -625,15 +637,9 @@ class GoogleTarget:
         series_tz = series_zone(master, tz)
         body: dict[str, Any] = {"originalStartTime": original_start_body(key, master,
                                                                           series_tz)}
-        if cancelled:
-            body["status"] = "cancelled"
-            return body
-        instant = rid_instant(key, series_tz)
-        generated = {o.recurrence_id: o for o in expand(
-            parsed.series_ics, instant - timedelta(days=1), instant + timedelta(days=1), tz,
-            with_overrides=False)}
-        if key in generated:
-            body.update(event_fields(generated[key], tz))
+        generated = None if cancelled else self._generated(parsed, key)
+        if generated is not None:
+            body.update(event_fields(generated, tz))
         else:
             body["status"] = "cancelled"
         return body

@@ -30,6 +30,7 @@ from bridge.ical.content import (
     series_shape,
     series_zone,
 )
+from bridge.ical.future import refuse_future
 from bridge.ical.timezones import (
     date_to_utc,
     iana_name,
@@ -210,6 +211,8 @@ def ics_to_google(ics: str | ParsedObject, default_tz: str = "Europe/Paris"
     body also clears them when used with events.patch.
     """
     parsed = ics if isinstance(ics, ParsedObject) else parse_object(ics, default_tz)
+    if reason := refuse_future(parsed.series_ics):
+        raise ValueError(reason)
     event = parsed.master
     body: dict[str, Any] = {"iCalUID": parsed.uid, **event_fields(event, default_tz)}
     body["recurrence"] = []

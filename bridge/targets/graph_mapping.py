@@ -31,6 +31,7 @@ from bridge.ical.content import (
     series_shape,
     series_zone,
 )
+from bridge.ical.future import refuse_future
 from bridge.ical.series import master_component
 from bridge.ical.timezones import (
     date_to_utc,
@@ -391,6 +392,8 @@ def to_graph(ics: str | ParsedObject, default_tz: str) -> tuple[dict[str, Any],
     """The master/single body for Graph and, for a series, its plan of occurrences.
     :class:`Unsupported` when Graph cannot hold it."""
     parsed = ics if isinstance(ics, ParsedObject) else parse_object(ics, default_tz)
+    if reason := refuse_future(parsed.series_ics):
+        raise Unsupported(reason)
     body = event_fields(parsed.master, default_tz)
     if not parsed.is_series:
         return body, None

@@ -237,7 +237,12 @@ class LoadRun:
                 try:
                     answer = session.post(f"{self.base_url}bridge/sync/{direction}",
                                           auth=(login, self.passwords[login]), timeout=120)
-                    status, outcome = answer.status_code, answer.json().get("status", "")
+                    payload = answer.json()
+                    status, outcome = answer.status_code, payload.get("status", "")
+                    if status == 409:  # stopped: why, in the figures (counts as N)
+                        why = re.sub(r"\d+", "N", str(payload.get("error", "")))
+                        parts = why.split(": ")  # "<target>: <why>: <what to do>"
+                        outcome += f" ({parts[min(1, len(parts) - 1)][:60]})"
                 except (requests.RequestException, ValueError) as exc:
                     status, outcome = 0, type(exc).__name__
                 self.syncs.append(SyncCall(login, direction, status,
