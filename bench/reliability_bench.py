@@ -121,7 +121,7 @@ class Bench:
                   len([o for o in report.store_violations() if o.case.kind == "xml"])],
                  ["refused without a reason", len([o for o in bare if o.case.kind == "ical"]),
                   len([o for o in bare if o.case.kind == "xml"])],
-                 ["refused with Radicale's reader's reason (ours let it through)",
+                 ["refused with vobject's reason (our parser let it through)",
                   len([o for o in relayed if o.case.kind == "ical"]),
                   len([o for o in relayed if o.case.kind == "xml"])]]
         self.table(f"Hostile input on {db}: answers by status ({report.seconds:.0f} s; server "

@@ -574,8 +574,9 @@ def issue12_cases(login: str = "alice") -> list[tuple[Case, int]]:
 # ---------------------------------------------------------------- the run
 
 READ_ONLY = {"PROPFIND", "REPORT", "GET", "OPTIONS"}
-# What the server says when Radicale's own reader refused a body ours passed.
-RELAYED = b"the object cannot be stored: "
+# What the server says when vobject, the reader Radicale's reports use, refuses a body our
+# parser passed (bridge/caldav_put.py check_readable).
+RELAYED = b"the calendar object cannot be read: "
 
 
 def has_reason(answer: Exchange) -> bool:
@@ -647,7 +648,7 @@ class HostileReport:
         return [o for o in self.outcomes if o.without_reason]
 
     def relayed(self) -> list[Outcome]:
-        """Refusals whose reason is Radicale's reader's (what our parser let through)."""
+        """Refusals whose reason is vobject's (what our parser let through)."""
         return [o for o in self.outcomes if o.refused and RELAYED in o.answer.body[:200]]
 
     def failures(self) -> list[str]:
