@@ -128,7 +128,8 @@ class RunningServer:
 def server(store: Store) -> Iterator[RunningServer]:
     configuration = load_configuration(
         REPO / "radicale.conf", store.url, "127.0.0.1", 0,
-        overrides={"auth": {"delay": "0.01"}, "logging": {"level": "warning"}})
+        overrides={"auth": {"delay": "0.01"}, "logging": {"level": "warning"},
+                   "server": {"delay_on_error": "0"}})  # Radicale's 1 s pause before a 500
     running = Server(configuration, ("127.0.0.1", 0)).start()
     try:
         yield RunningServer(running.url, store)

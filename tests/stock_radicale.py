@@ -64,6 +64,7 @@ def stock_radicale(folder: Path) -> Iterator[StockServer]:
                     "filesystem_folder": str(folder / "collections")},
         "web": {"type": "none"},
         "logging": {"level": "warning"},
+        "server": {"delay_on_error": "0"},  # its 1 s pause before a 500 answer
     }, "test", privileged=True)
     httpd = _StockHttp(("127.0.0.1", 0), radicale.server.RequestHandler)
     httpd.set_app(radicale.Application(configuration))
