@@ -23,6 +23,7 @@ from bridge.ical.timezones import now_utc
 from bridge.targets.base import Target
 from bridge.targets.ews import EwsTarget
 from tests.fakes.ews import FakeEws, _Handler
+from tests.fakes.loopback import POLL_INTERVAL
 from tests.remotes import CALENDAR, FAR, LOGIN, TZ, Seen, local, utc
 
 WINDOWS_TZ = "Romance Standard Time"   # Europe/Paris
@@ -52,7 +53,7 @@ class DroppingFakeEws(FakeEws):
         handler = type("Handler", (_DroppingHandler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_INTERVAL,),
                                         daemon=True, name="fake-ews")
         self._thread.start()
         return self

@@ -20,6 +20,7 @@ import radicale.server
 import requests
 
 from tests.conftest import PASSWORDS
+from tests.fakes.loopback import POLL_INTERVAL
 
 CALENDAR = "rendez-vous"
 _MKCALENDAR = ('<?xml version="1.0"?><C:mkcalendar xmlns:D="DAV:" '
@@ -64,10 +65,11 @@ def stock_radicale(folder: Path) -> Iterator[StockServer]:
                     "filesystem_folder": str(folder / "collections")},
         "web": {"type": "none"},
         "logging": {"level": "warning"},
+        "server": {"delay_on_error": "0"},  # its 1 s pause before a 500 answer
     }, "test", privileged=True)
     httpd = _StockHttp(("127.0.0.1", 0), radicale.server.RequestHandler)
     httpd.set_app(radicale.Application(configuration))
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": POLL_INTERVAL},
                               daemon=True)
     thread.start()
     host, port = httpd.server_address[:2]

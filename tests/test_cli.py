@@ -1,4 +1,5 @@
-"""The ``gestan-bridge`` command as a user types it (the installed console script)."""
+"""The ``gestan-bridge`` command as a user types it (the installed console script), on a new
+database (its first command creates the schema)."""
 
 from __future__ import annotations
 
@@ -24,39 +25,40 @@ def test_the_installed_script_runs_and_says_why_it_fails(tmp_path):
     assert run_script(env, "no-such-command").returncode == 2
 
 
-def test_users_and_agenda_round_trip(db_url):
-    assert run(db_url, "users", "add", "dora", "--password", "pw", "--name", "Dora").returncode == 0
-    listed = run(db_url, "users", "list")
+def test_users_and_agenda_round_trip(new_db_url):
+    created = run(new_db_url, "users", "add", "dora", "--password", "pw", "--name", "Dora")
+    assert created.returncode == 0
+    listed = run(new_db_url, "users", "list")
     assert "dora" in listed.stdout and "Dora" in listed.stdout
     day = date.today() + timedelta(days=3)
-    added = run(db_url, "agenda", "add", "--user", "dora", "--subject", "Réunion, étage 2",
+    added = run(new_db_url, "agenda", "add", "--user", "dora", "--subject", "Réunion, étage 2",
                 "--start", f"{day} 14:30", "--duration", "45", "--location", "Lyon")
     assert added.returncode == 0, added.stderr
-    run(db_url, "agenda", "add", "--user", "dora", "--subject", "Appeler M. Petit",
+    run(new_db_url, "agenda", "add", "--user", "dora", "--subject", "Appeler M. Petit",
         "--start", f"{day} 09:00", "--type", "appel")
-    listing = run(db_url, "agenda", "list", "--user", "dora")
+    listing = run(new_db_url, "agenda", "list", "--user", "dora")
     [line] = listing.stdout.strip().splitlines()
     assert f"{day} 14:30-15:15" in line and "Réunion, étage 2" in line and "@ Lyon" in line
-    assert "Appeler" in run(db_url, "agenda", "list", "--user", "dora", "--all-types").stdout
+    assert "Appeler" in run(new_db_url, "agenda", "list", "--user", "dora", "--all-types").stdout
     action_id = line.split()[0]
-    assert run(db_url, "agenda", "delete", "--user", "dora", action_id).returncode == 0
-    assert run(db_url, "agenda", "list", "--user", "dora").stdout.strip() == ""
+    assert run(new_db_url, "agenda", "delete", "--user", "dora", action_id).returncode == 0
+    assert run(new_db_url, "agenda", "list", "--user", "dora").stdout.strip() == ""
 
 
-def test_settings_and_admin_flag(db_url):
-    run(db_url, "users", "add", "eve", "--password", "pw")
-    changed = run(db_url, "users", "set", "eve", "--admin", "--google-calendar", "Gestan RDV",
+def test_settings_and_admin_flag(new_db_url):
+    run(new_db_url, "users", "add", "eve", "--password", "pw")
+    changed = run(new_db_url, "users", "set", "eve", "--admin", "--google-calendar", "Gestan RDV",
                   "--timezone", "America/Montreal")
     assert changed.returncode == 0, changed.stderr
-    listed = run(db_url, "users", "list").stdout
+    listed = run(new_db_url, "users", "list").stdout
     assert "yes" in listed and "google_calendar=Gestan RDV" in listed
     assert "America/Montreal" in listed
 
 
-def test_import_reports_added_updated_rejected(db_url, tmp_path):
+def test_import_reports_added_updated_rejected(new_db_url, tmp_path):
     """Each rejected object is one line on stderr with its reason; the others are imported,
     and the exit status (3) says that not everything was."""
-    run(db_url, "users", "add", "fred", "--password", "pw")
+    run(new_db_url, "users", "add", "fred", "--password", "pw")
     day = date.today() + timedelta(days=4)
     ics = tmp_path / "export.ics"
     ics.write_text(
@@ -67,7 +69,7 @@ def test_import_reports_added_updated_rejected(db_url, tmp_path):
         f"DTEND;TZID=Mars/Olympus:{day:%Y%m%d}T120000\r\nSUMMARY:Sur Mars\r\nEND:VEVENT\r\n"
         "BEGIN:VTODO\r\nUID:todo-1\r\nSUMMARY:Tache\r\nEND:VTODO\r\n"
         "END:VCALENDAR\r\n", encoding="utf-8")
-    first = run(db_url, "agenda", "import", "--user", "fred", str(ics))
+    first = run(new_db_url, "agenda", "import", "--user", "fred", str(ics))
     assert first.returncode == 3, first.stderr
     assert "1 added, 0 updated, 0 unchanged, 2 rejected" in first.stdout
     rejected = first.stderr.splitlines()
@@ -76,11 +78,11 @@ def test_import_reports_added_updated_rejected(db_url, tmp_path):
     assert "imp-2: unknown TZID 'Mars/Olympus'" in first.stderr
     assert "VTODO todo-1" in first.stderr
     ics.write_text(ics.read_text().replace("Premier", "Premier (modifié)"), encoding="utf-8")
-    second = run(db_url, "agenda", "import", "--user", "fred", str(ics))
+    second = run(new_db_url, "agenda", "import", "--user", "fred", str(ics))
     assert "0 added, 1 updated, 0 unchanged, 2 rejected" in second.stdout
-    assert "Premier (modifié)" in run(db_url, "agenda", "list", "--user", "fred").stdout
+    assert "Premier (modifié)" in run(new_db_url, "agenda", "list", "--user", "fred").stdout
 
 
-def test_help_exits_zero(db_url):
-    result = run(db_url, "sync", "--help")
+def test_help_exits_zero(new_db_url):
+    result = run(new_db_url, "sync", "--help")
     assert result.returncode == 0 and "open" in result.stdout

@@ -17,7 +17,7 @@ import typer
 from bridge.cli.main import app
 from bridge.store import open_store
 from tests.clirun import invoke
-from tests.conftest import snapshot
+from tests.conftest import snapshot, sqlite_at_head
 
 ONE_LINE = "gestan-bridge: error: "
 
@@ -25,7 +25,7 @@ ONE_LINE = "gestan-bridge: error: "
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     """A SQLite database holding the user gus, and a token directory of its own."""
-    url = f"sqlite:///{tmp_path / 'g.db'}"
+    url = sqlite_at_head(tmp_path / "g.db")
     open_store(url).add_user("gus", "gus-password")
     (tmp_path / "empty.ics").write_text("")
     (tmp_path / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n"

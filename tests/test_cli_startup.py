@@ -1,6 +1,7 @@
 """Start-up cost (issue 11): ``--help``, ``users`` and ``agenda`` commands import no target
 client library (the commands that talk to Google or Microsoft import theirs), and a database
-at the newest revision is opened without Alembic. One process runs the commands in turn and
+at the newest revision is opened without Alembic; ``--help`` of every command imports no
+database library either. One process runs the commands in turn (every ``--help`` first) and
 reports what each has loaded so far."""
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ import sys
 # transport): what the google, outlook and sync commands need, and nothing else; and
 # Alembic, needed only when there is a migration to run.
 LIBRARIES = ("googleapiclient", "google", "exchangelib", "msal", "requests", "alembic")
+# SQLAlchemy (and the PostgreSQL driver): what a command that opens the database needs.
+DATABASE = ("sqlalchemy", "psycopg")
+HELP = [["--help"], *([*command.split(), "--help"] for command in (
+    "users", "users list", "users add", "agenda", "agenda add", "agenda import", "sync",
+    "sync open", "sync log", "google", "google connect", "outlook", "outlook connect",
+    "backup", "restore", "serve"))]
 
 PROBE = """
 import contextlib, io, json, sys
@@ -42,7 +49,7 @@ def test_help_users_and_agenda_import_no_target_library_nor_alembic(tmp_path):
         "DTSTART:20270503T090000Z\r\nDTEND:20270503T100000Z\r\nSUMMARY:One\r\nEND:VEVENT\r\n"
         "END:VCALENDAR\r\n")
     commands = [
-        ["--help"], ["users", "--help"], ["agenda", "--help"], ["users", "list", "--help"],
+        *HELP,
         ["users", "add", "zed", "--password", "pw"], ["users", "set", "zed", "--name", "Zed"],
         ["users", "list"],
         ["agenda", "add", "--user", "zed", "--subject", "x", "--start", "2027-05-03 10:00"],
@@ -57,15 +64,19 @@ def test_help_users_and_agenda_import_no_target_library_nor_alembic(tmp_path):
            "GESTAN_BRIDGE_TOKEN_DIR": str(tmp_path / "tokens"),
            "GESTAN_BRIDGE_BCRYPT_ROUNDS": "4"}
     done = subprocess.run(
-        [sys.executable, "-c", PROBE.format(libraries=LIBRARIES), json.dumps(commands)],
+        [sys.executable, "-c", PROBE.format(libraries=LIBRARIES + DATABASE),
+         json.dumps(commands)],
         capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     seen = {args: (code, loaded) for args, code, loaded in json.loads(done.stdout)}
+    for args in map(" ".join, HELP):
+        assert seen[args] == (0, []), f"'gestan-bridge {args}' imported {seen[args][1]}"
     for args, (code, loaded) in seen.items():
         if args.startswith(("google", "outlook")):
             continue
         assert code == (1 if "nobody" in args else 0), args
-        assert loaded == [], f"'gestan-bridge {args}' imported {loaded}"
+        assert set(loaded) <= set(DATABASE), f"'gestan-bridge {args}' imported {loaded}"
+    assert "sqlalchemy" in seen["users list"][1], "the probe sees a database library"
     assert "google" in seen["google status --user zed"][1]
     assert "msal" in seen["outlook status --user zed"][1]
 

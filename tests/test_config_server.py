@@ -21,6 +21,7 @@ import requests
 from bridge.server import Server, describe_database, load_configuration, setup_logging
 from bridge.store import Store, open_store
 from tests.clirun import script
+from tests.conftest import sqlite_at_head
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,7 +34,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def office(tmp_path) -> Store:
-    store = open_store(f"sqlite:///{tmp_path / 'office.db'}")
+    store = open_store(sqlite_at_head(tmp_path / "office.db"))
     store.add_user("alice", "alice", timezone="Europe/Paris")
     return store
 

@@ -28,6 +28,7 @@ from bridge.targets.google_auth import (
     load_credentials,
     token_path,
 )
+from tests.conftest import sqlite_at_head
 from tests.fakes.google_calendar import FakeGoogleCalendar
 
 REAL_TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -61,7 +62,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGoogleCalendar]:
 
 @pytest.fixture
 def db(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'gestan.db'}"
+    url = sqlite_at_head(tmp_path / "gestan.db")
     open_store(url).add_user("alice", "pw", name="Alice Martin")
     return url
 

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.clirun import invoke
+from tests.conftest import sqlite_at_head
 from tests.fakes.autodiscover import ExchangeNetwork
 from tests.fakes.ews import FakeEws
 
@@ -19,7 +20,7 @@ from tests.fakes.ews import FakeEws
 def ews(tmp_path, request):
     """An Exchange server taking Basic (or, parametrized, NTLM) and a user alice."""
     with FakeEws(auth=getattr(request, "param", "basic")) as fake:
-        env = {"GESTAN_BRIDGE_DB": f"sqlite:///{tmp_path / 'g.db'}",
+        env = {"GESTAN_BRIDGE_DB": sqlite_at_head(tmp_path / "g.db"),
                "GESTAN_BRIDGE_TOKEN_DIR": str(tmp_path / "tokens")}
         assert invoke(env, "users", "add", "alice", "--password", "pw").returncode == 0
         secret = tmp_path / "password.txt"

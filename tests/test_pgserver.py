@@ -53,3 +53,29 @@ def test_postgres_url_fixture_gives_an_empty_database(postgres_url: str) -> None
             assert conn.execute(text("SELECT current_database()")).scalar_one().startswith("test_")
     finally:
         engine.dispose()
+
+
+def test_copies_of_a_template_hold_its_tables_and_are_isolated(
+        postgres_server: PostgresServer) -> None:
+    template_url = postgres_server.create_database()
+    template = template_url.rsplit("/", 1)[1]
+    engine = create_engine(template_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE notes (body text)"))
+        conn.execute(text("INSERT INTO notes VALUES ('from the template')"))
+    engine.dispose()
+    copies = [postgres_server.copy_of(template) for _ in range(3)]
+    assert len(set(copies)) == 3 and template_url not in copies
+    engines = [create_engine(url) for url in copies]
+    try:
+        with engines[0].begin() as conn:
+            conn.execute(text("INSERT INTO notes VALUES ('only in the first copy')"))
+        for engine in engines[1:]:
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT body FROM notes")).scalars().all() \
+                    == ["from the template"]
+    finally:
+        for engine in engines:
+            engine.dispose()
+        for url in (*copies, template_url):
+            postgres_server.drop_database_later(url.rsplit("/", 1)[1])

@@ -16,7 +16,10 @@ from bridge.store import open_store
 from bridge.store.schema import actions, metadata
 
 
-def test_migrations_create_exactly_the_declared_schema(store):
+def test_migrations_create_exactly_the_declared_schema(new_db_url):
+    """From nothing, as a new installation's first start (the other tests copy a database
+    migrated once: tests/conftest.py)."""
+    store = open_store(new_db_url)
     inspector = inspect(store.engine)
     for table in metadata.sorted_tables:
         declared = {c.name for c in table.columns}

@@ -24,6 +24,7 @@ from bridge.ical.model import EventData
 from bridge.store import Store, open_store
 from bridge.sync.engine import SyncRun
 from bridge.targets.ews import EwsTarget
+from tests.conftest import sqlite_at_head
 from tests.remotes import LOGIN, TZ, at, local
 from tests.remotes_ews import DroppingFakeEws, EwsRemote, _Dropped
 
@@ -90,7 +91,7 @@ def store(tmp_path: Path) -> Store:
 
 
 def new_store(path: Path) -> Store:
-    store = open_store(f"sqlite:///{path}")
+    store = open_store(sqlite_at_head(path))
     store.add_user(LOGIN, LOGIN, timezone=TZ)
     return store
 

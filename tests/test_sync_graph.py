@@ -19,6 +19,7 @@ from bridge.sync.engine import SyncRun, bind_calendar
 from bridge.targets import graph_auth
 from bridge.targets.base import ReconnectNeeded
 from bridge.targets.graph import build_target
+from tests.conftest import sqlite_at_head
 from tests.remotes import CALENDAR, LOGIN, TZ, at
 from tests.remotes_graph import DriverFake, GraphRemote, ca_bundle
 
@@ -31,7 +32,7 @@ def remote(tmp_path: Path) -> Iterator[GraphRemote]:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    store = open_store(f"sqlite:///{tmp_path / 'gestan.db'}")
+    store = open_store(sqlite_at_head(tmp_path / "gestan.db"))
     store.add_user(LOGIN, LOGIN, timezone=TZ)
     return store
 
@@ -179,7 +180,7 @@ def two_way(store: Store, remote: GraphRemote) -> None:
 def scenario(tmp_path: Path, fail_at: int | None) -> tuple[list[str], list[str], int]:
     with CountingFake() as fake, ca_bundle(fake.ca_file):
         remote = GraphRemote(fake, tmp_path / "tokens")
-        store = open_store(f"sqlite:///{tmp_path / 'gestan.db'}")
+        store = open_store(sqlite_at_head(tmp_path / "gestan.db"))
         store.add_user(LOGIN, LOGIN, timezone=TZ)
         remote.add("Distant", at(2))
         remote.add("Série distante", at(1, 8), rrule="FREQ=WEEKLY;COUNT=3")

@@ -13,12 +13,13 @@ from bridge.ical.timezones import now_utc
 from bridge.store import ActionType, Store, open_store
 from bridge.store import agenda as agenda_rows
 from bridge.sync.engine import SyncOptions, SyncRun
+from tests.conftest import sqlite_at_head
 from tests.remotes import TZ, Remote, at, remote_fixture  # noqa: F401
 
 
 @pytest.fixture
 def store(tmp_path) -> Store:
-    store = open_store(f"sqlite:///{tmp_path / 'gestan.db'}")
+    store = open_store(sqlite_at_head(tmp_path / "gestan.db"))
     store.add_user("alice", "alice", timezone=TZ)
     return store
 

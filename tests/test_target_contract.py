@@ -33,6 +33,7 @@ from bridge.targets.base import (
     WriteOp,
     WriteResult,
 )
+from tests.conftest import sqlite_at_head
 from tests.remotes import FAR, TZ, MemoryRemote, Remote, at, local, remote_fixture, utc, window  # noqa: F401
 
 UID = "rdv-1@gestan"
@@ -440,7 +441,7 @@ def test_fields_the_engine_does_not_own_survive_an_update(remote: Remote):
 
 def test_the_engine_runs_on_every_remote(remote: Remote, tmp_path):
     """How an engine test uses the fixture: a close, another client's edit, an open."""
-    store = open_store(f"sqlite:///{tmp_path / 'gestan.db'}")
+    store = open_store(sqlite_at_head(tmp_path / "gestan.db"))
     store.add_user("alice", "alice", timezone=TZ)
     store.put_object("alice", "rdv.ics", vcalendar(UID, "Client Dupont", at(2)))
     report = SyncRun(store, "alice", remote.target()).push()
@@ -459,7 +460,7 @@ def test_a_close_crashed_after_the_remote_created_makes_no_duplicate(remote: Rem
                                                                      tmp_path):
     """Point 9 through the engine: the first close dies right after the remote made the
     object; the next close finds it (Google: its id; others: the stamped Gestan UID)."""
-    store = open_store(f"sqlite:///{tmp_path / 'gestan.db'}")
+    store = open_store(sqlite_at_head(tmp_path / "gestan.db"))
     store.add_user("alice", "alice", timezone=TZ)
     store.put_object("alice", "rdv.ics", vcalendar(UID, "Une fois", at(2)))
     target = remote.target()

@@ -18,6 +18,7 @@ from cryptography.x509.oid import NameOID
 from bridge.config import ConfigError
 from bridge.server import Server, ServerError, load_configuration
 from bridge.store import open_store
+from tests.conftest import sqlite_at_head
 
 
 def throwaway_certificate(folder: Path) -> tuple[Path, Path]:
@@ -45,7 +46,7 @@ def throwaway_certificate(folder: Path) -> tuple[Path, Path]:
 
 @pytest.fixture
 def tls_conf(tmp_path) -> tuple[Path, Path, str]:
-    store = open_store(f"sqlite:///{tmp_path / 'tls.db'}")
+    store = open_store(sqlite_at_head(tmp_path / "tls.db"))
     store.add_user("alice", "alice-secret", timezone="Europe/Paris")
     cert, key = throwaway_certificate(tmp_path)
     conf = tmp_path / "tls.conf"

@@ -69,13 +69,13 @@ def first_schema_with(url: str, rows: dict[str, list[dict]]) -> None:
     engine.dispose()
 
 
-def test_a_database_of_the_first_schema_is_upgraded_on_start_and_served(db_url, tmp_path):
+def test_a_database_of_the_first_schema_is_upgraded_on_start_and_served(new_db_url, tmp_path):
     rows = rows_written_by_a_store(tmp_path)
     assert len(rows["actions"]) == 6  # the visit, the call, four occurrences
-    first_schema_with(db_url, rows)
+    first_schema_with(new_db_url, rows)
 
     configuration = load_configuration(
-        REPO / "radicale.conf", db_url, "127.0.0.1", 0,
+        REPO / "radicale.conf", new_db_url, "127.0.0.1", 0,
         overrides={"auth": {"delay": "0.01"}, "logging": {"level": "warning"}})
     server = Server(configuration, ("127.0.0.1", 0)).start()  # migrates, as `serve` does
     stack = contextlib.ExitStack()
@@ -118,13 +118,13 @@ def test_a_database_of_the_first_schema_is_upgraded_on_start_and_served(db_url, 
         server.stop()
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_every_migration_runs_in_order_from_the_first(db_url):
+@pytest.mark.parametrize("new_db_url", ["sqlite"], indirect=True)
+def test_every_migration_runs_in_order_from_the_first(new_db_url):
     """Each revision is reachable from the previous one (no branch, no gap): the path an
     installation of any earlier version takes."""
     revisions = schema_revisions()
     assert revisions[0] == "0001" and len(set(revisions)) == len(revisions)
-    engine = make_engine(db_url)
+    engine = make_engine(new_db_url)
     config = migrations_config()
     with engine.connect().execution_options(**write_options()) as conn:
         config.attributes["connection"] = conn

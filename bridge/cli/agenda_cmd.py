@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bridge.action_types import ActionType
 from bridge.cli.common import DbOption, UserOption, fail, open_db
 from bridge.ical.timezones import ONE_DAY, date_to_utc, now_utc, to_utc, utc_to_local, zone
-from bridge.store.records import ActionType
 
 if TYPE_CHECKING:
     from bridge.ical.model import EventData

@@ -7,15 +7,17 @@ requests, exchangelib) are imported by the commands that use them, not here.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bridge.cli.common import DbOption, UserOption, fail, require_user
-from bridge.store import Store
 from bridge.targets import outlook_auth
 from bridge.targets.base import CalendarNotFound, ReconnectNeeded, TargetStopped
 from bridge.targets.outlook_auth import OutlookConnectError
+
+if TYPE_CHECKING:
+    from bridge.store import Store
 
 outlook_app = typer.Typer(no_args_is_help=True, help=(
     "A user's Outlook connection (Exchange through EWS, or Microsoft 365 through Graph): "

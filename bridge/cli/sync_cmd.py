@@ -1,4 +1,5 @@
 """``gestan-bridge sync open|close|log``: Gestan's open and close hooks, and the audit log.
+The store and the sync engine are imported by the commands (``--help`` loads neither).
 
 Exit status of ``sync open|close``: 0 every run finished, 3 finished but items were skipped,
 1 a run stopped or could not start (reason: one line on stderr per run).
@@ -7,25 +8,23 @@ Exit status of ``sync open|close``: 0 every run finished, 3 finished but items w
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bridge import targets
-from bridge.cli.common import CliError, DbOption, UserOption
-from bridge.ical.describe import describe
-from bridge.store import open_store
-from bridge.sync.engine import SyncOptions
-from bridge.sync.report import SyncResult, stored_counts
-from bridge.sync.runner import ALL, SyncSetupError, run_sync
+from bridge.cli.common import CliError, DbOption, UserOption, open_db
+
+if TYPE_CHECKING:
+    from bridge.sync.report import SyncResult
 
 sync_app = typer.Typer(no_args_is_help=True,
                        help="Sync a user's Rendez-vous with their calendars (open pulls, "
                             "close pushes).")
 
 TargetOption = Annotated[str | None, typer.Option(
-    "--target", "-t", help=f"{', '.join([*targets.names(), ALL])} (default: every target "
-                           "the user has set up).")]
+    "--target", "-t", help=f"{', '.join([*targets.names(), targets.ALL])} (default: every "
+                           "target the user has set up).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing.")]
 MassOption = Annotated[bool, typer.Option(
     "--allow-mass-delete", help="Apply a run that deletes more than half the appointments.")]
@@ -36,7 +35,10 @@ DaysBack = Annotated[int | None, typer.Option(
 
 def _run(direction: str, user: str, target: str | None, db: str | None, dry_run: bool,
          allow_mass_delete: bool, days_back: int | None) -> None:
-    store = open_store(db)
+    from bridge.sync.engine import SyncOptions
+    from bridge.sync.runner import SyncSetupError, run_sync
+
+    store = open_db(db)
     options = SyncOptions(dry_run=dry_run, allow_mass_delete=allow_mass_delete,
                           days_back=days_back)
     try:
@@ -95,7 +97,7 @@ def sync_close(user: UserOption, target: TargetOption = None, db: DbOption = Non
 def sync_unlock(user: UserOption, db: DbOption = None) -> None:
     """Free a user's sync lock that a stopped process left (on this host a dead process's
     lock is taken over by the next run anyway; this is for one on another host)."""
-    store = open_store(db)
+    store = open_db(db)
     account = store.require_user(user)
     dropped, interrupted = store.unlock_sync(account.id)
     runs = ", ".join(f"#{n}" for n in interrupted)
@@ -110,7 +112,10 @@ def sync_log(user: UserOption, db: DbOption = None,
                  "--details", help="Every change, and the losing version of conflicts.")] = False,
              ) -> None:
     """Past runs, newest first: counts, conflicts (with the losing version)."""
-    store = open_store(db)
+    from bridge.ical.describe import describe
+    from bridge.sync.report import stored_counts
+
+    store = open_db(db)
     account = store.require_user(user)
     runs = store.sync_runs(account.id, limit)
     if not runs:

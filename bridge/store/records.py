@@ -5,20 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 
+from bridge.action_types import ActionType
 from bridge.ical.model import EventData
 
-
-class ActionType(StrEnum):
-    """Gestan's action types (glossary in DESIGN.md); only APPOINTMENT is synchronised."""
-
-    APPOINTMENT = "rendez-vous"
-    CALL = "appel"
-    TASK = "tache"
-    LETTER = "courrier"
-    EMAIL = "e-mail"
-    INTERVENTION = "intervention"
+__all__ = ["Action", "ActionType", "StoredObject", "User", "event_columns"]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from bridge.sync.engine import MassDelete, Progress, SyncBusy, SyncOptions, Sync
 from bridge.sync.report import RunReport, SyncResult
 from bridge.targets.base import CalendarNotFound, TargetStopped
 
-ALL = "all"
+ALL = targets.ALL
 DIRECTIONS = ("open", "close")
 
 

@@ -18,7 +18,9 @@ from bridge.targets.base import Target, TargetStopped
 if TYPE_CHECKING:
     from bridge.store.records import User
 
-__all__ = ["TargetKind", "connected", "get", "kinds", "names", "register"]
+__all__ = ["ALL", "TargetKind", "connected", "get", "kinds", "names", "register"]
+
+ALL = "all"  # --target all: every kind the user has set up
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ _KINDS: dict[str, TargetKind] = {}
 
 def register(kind: TargetKind) -> TargetKind:
     """Add a kind of target; its name must be new (and not ``all``, which means every one)."""
-    if kind.name in _KINDS or kind.name == "all":
+    if kind.name in _KINDS or kind.name == ALL:
         raise ValueError(f"target name {kind.name!r} is already taken")
     _KINDS[kind.name] = kind
     return kind

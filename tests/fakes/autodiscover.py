@@ -34,6 +34,8 @@ from exchangelib.autodiscover import cache, clear_cache
 from exchangelib.autodiscover.discovery import Autodiscovery
 from exchangelib.autodiscover.protocol import AutodiscoverProtocol
 
+from tests.fakes.loopback import POLL_INTERVAL
+
 _UNSET = object()
 
 
@@ -73,7 +75,7 @@ class FakeDns:
 
         self._server = socketserver.ThreadingUDPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_INTERVAL,),
                                         daemon=True, name="fake-dns")
         self._thread.start()
         return self

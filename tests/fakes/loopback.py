@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
+# How often a serving loop looks for stop(): socketserver's loop only notices a shutdown
+# between two waits, so stop() waited up to this long (half of it on average), after every
+# test that starts a fake. The wait costs a wake-up per interval while serving.
+POLL_INTERVAL = 0.01  # seconds
 
 @dataclass
 class Reply:
@@ -45,7 +49,7 @@ class LoopbackServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), bound)
         self._server.daemon_threads = True
         self._secure(self._server)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(POLL_INTERVAL,),
                                         daemon=True, name=self.thread_name)
         self._thread.start()
         return self
