@@ -32,7 +32,7 @@ from radicale.app.report import xml_item_response
 
 from bridge.ical.timezones import zone
 from plugins import queries
-from plugins.common import CALENDAR_NAME
+from plugins.common import calendar_owner
 from plugins.storage import RendezVousCalendar, StoredItem
 
 logger = logging.getLogger("gestan_bridge")
@@ -63,8 +63,7 @@ class ExpandReports:
         calendar, or None to let Radicale answer (other requests, malformed ones)."""
         if b"expand" not in raw:
             return None
-        parts = [p for p in pathutils.strip_path(path).split("/") if p]
-        if len(parts) != 2 or parts[1] != CALENDAR_NAME:
+        if calendar_owner(path) is None:
             return None
         try:
             root = DefusedET.fromstring(raw)

@@ -26,7 +26,7 @@ from radicale import pathutils, xmlutils
 from radicale.app.base import Access
 
 from bridge.store import Store, StoredObject
-from plugins.common import CALENDAR_NAME
+from plugins.common import CALENDAR_NAME, calendar_owner
 
 _C = xmlutils.make_clark
 GETETAG, CALENDAR_DATA, CONTENT_TYPE = _C("D:getetag"), _C("C:calendar-data"), _C(
@@ -96,8 +96,8 @@ class FastReports:
                ) -> tuple[int, dict, bytes] | None:
         """The multistatus for a plain sync or multiget on a readable Rendez-vous calendar,
         or None to let Radicale answer."""
-        parts = [p for p in pathutils.strip_path(path).split("/") if p]
-        if len(parts) != 2 or parts[1] != CALENDAR_NAME or not raw:
+        owner = calendar_owner(path)
+        if owner is None or not raw:
             return None
         if not Access(self.rights, user, user_groups, path).check("r"):
             return None
@@ -116,7 +116,7 @@ class FastReports:
         for child in prop:
             if len(child) or child.attrib:  # calendar-data with expand/limits, or a subset
                 return None
-        collection = f"/{parts[0]}/{CALENDAR_NAME}/"
+        collection = f"/{owner}/{CALENDAR_NAME}/"
         multistatus = ET.Element(_C("D:multistatus"))
         if root.tag == SYNC:
             token_element = root.find(_C("D:sync-token"))
@@ -125,7 +125,7 @@ class FastReports:
             if limit == 0:
                 return None  # not a limit we understand: Radicale ignores it
             try:
-                delta = self.store.login_changes_since(parts[0], token, limit)
+                delta = self.store.login_changes_since(owner, token, limit)
             except ValueError:
                 return None  # Radicale answers 403 valid-sync-token
             if delta is None:
@@ -148,7 +148,7 @@ class FastReports:
                 if posixpath.dirname(name) + "/" != collection:
                     return None  # outside this calendar: Radicale knows what to say
                 names[posixpath.basename(name)] = name
-            rows = self.store.login_calendar_objects(parts[0], list(names))
+            rows = self.store.login_calendar_objects(owner, list(names))
             if rows is None:
                 return None
             found = {o.href: o for o in rows}

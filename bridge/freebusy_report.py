@@ -25,7 +25,7 @@ import re
 from datetime import datetime, timedelta
 
 from defusedxml import ElementTree as DefusedET
-from radicale import pathutils, xmlutils
+from radicale import xmlutils
 from radicale.app.base import Access
 from radicale.app.report import render_freebusy
 from radicale.item import filter as radicale_filter
@@ -34,7 +34,7 @@ from bridge.ical import series as ical_series
 from bridge.ical.model import EventData
 from bridge.store.queries import shifted
 from plugins import queries
-from plugins.common import CALENDAR_NAME
+from plugins.common import calendar_owner
 from plugins.storage import RendezVousCalendar
 
 _C = xmlutils.make_clark
@@ -63,8 +63,7 @@ class FreeBusyReports:
         let Radicale answer (other requests and paths)."""
         if b"free-busy-query" not in raw:
             return None
-        parts = [p for p in pathutils.strip_path(path).split("/") if p]
-        if len(parts) != 2 or parts[1] != CALENDAR_NAME:
+        if calendar_owner(path) is None:
             return None
         try:
             root = DefusedET.fromstring(raw)

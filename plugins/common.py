@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from radicale import config
+from radicale import config, pathutils
 
 from bridge.store import Store, open_store
 
@@ -18,3 +18,10 @@ def store_for(configuration: config.Configuration) -> Store:
     except KeyError:
         url = None
     return open_store(url or None)
+
+
+def calendar_owner(path: str) -> str | None:
+    """The login whose Rendez-vous calendar ``path`` is (``/<login>/rendez-vous/``), or
+    None for any other path."""
+    parts = [p for p in pathutils.strip_path(path).split("/") if p]
+    return parts[0] if len(parts) == 2 and parts[1] == CALENDAR_NAME else None

@@ -9,10 +9,10 @@ import pytest
 import requests
 from sqlalchemy import event as sql_event
 
-from bridge.server import Server, load_configuration
 from bridge.store import Precondition, PreconditionFailed, Store
-from tests.conftest import PASSWORDS, REPO, snapshot
+from tests.conftest import PASSWORDS, snapshot
 from tests.reliability.load import SYNC_REPORT, TOKEN
+from tests.reliability.servers import start_in_process
 from tests.test_refusals import event
 
 # (existing object?, precondition) -> written?
@@ -113,11 +113,7 @@ def test_a_412_says_why(server):
 
 
 def test_strict_preconditions_need_if_match_to_replace(store):
-    configuration = load_configuration(
-        REPO / "radicale.conf", store.url, "127.0.0.1", 0,
-        overrides={"storage": {"strict_preconditions": "True"},
-                   "auth": {"delay": "0.01"}, "logging": {"level": "warning"}})
-    running = Server(configuration, ("127.0.0.1", 0)).start()
+    running = start_in_process(store.url, overrides={"storage": {"strict_preconditions": "True"}})
     try:
         url = f"{running.url}alice/rendez-vous/strict.ics"
         auth = ("alice", PASSWORDS["alice"])
@@ -190,11 +186,7 @@ def test_a_ctag_poll_reads_no_appointment(server):
 def test_max_resource_size_still_holds(store):
     """Radicale's PUT refused an object over ``[server] max_resource_size``; ours does too,
     with the reason (and a 413 where Radicale said 412)."""
-    configuration = load_configuration(
-        REPO / "radicale.conf", store.url, "127.0.0.1", 0,
-        overrides={"server": {"max_resource_size": "3000"},
-                   "auth": {"delay": "0.01"}, "logging": {"level": "warning"}})
-    running = Server(configuration, ("127.0.0.1", 0)).start()
+    running = start_in_process(store.url, overrides={"server": {"max_resource_size": "3000"}})
     try:
         url = f"{running.url}alice/rendez-vous/big.ics"
         auth = ("alice", PASSWORDS["alice"])

@@ -26,7 +26,9 @@ _RECURRENCE_PROPS = ("RRULE", "RDATE", "EXDATE", "EXRULE")
 _DATE_KEY, _TIME_KEY = "%Y%m%d", "%Y%m%dT%H%M%SZ"
 
 
-def _values(component: Component, name: str) -> list:
+def date_values(component: Component, name: str) -> list:
+    """The dates and date-times of every ``name`` property of ``component`` (RDATE,
+    EXDATE), in order."""
     found = component.get(name)
     if found is None:
         return []
@@ -112,7 +114,7 @@ def expand(calendar: Calendar, start: datetime, end: datetime, default_tz: str
         ruleset.rrule(generator)
         exdates = []
         for name, add in (("RDATE", ruleset.rdate), ("EXDATE", exdates.append)):
-            for raw in _values(master, name):
+            for raw in date_values(master, name):
                 value = _local(raw, kind, tz)
                 if value is None:
                     return None

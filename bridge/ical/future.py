@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from dateutil import rrule
 from icalendar import Calendar, Component, vRecur
 
+from bridge.ical import fast_series
 from bridge.ical.timezones import rid_key, rid_value, zone
 
 FUTURE = "THISANDFUTURE"
@@ -148,16 +149,10 @@ class _Form:
 
 
 def _values(component: Component, name: str) -> list:
-    found = component.get(name)
-    if found is None:
-        return []
-    out = []
-    for prop in found if isinstance(found, list) else [found]:
-        for item in prop.dts:
-            if isinstance(item.dt, tuple):
-                raise CannotCut(f"{name} with a period cannot be cut")
-            out.append(item.dt)
-    return out
+    values = fast_series.date_values(component, name)
+    if any(isinstance(value, tuple) for value in values):
+        raise CannotCut(f"{name} with a period cannot be cut")
+    return values
 
 
 def _times(component: Component) -> tuple[date, date | None]:

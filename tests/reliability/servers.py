@@ -38,7 +38,11 @@ def start_process(workdir: Path, db_url: str, env: dict[str, str] | None = None,
     return ServerProcess(name, command, workdir, variables, port).start()
 
 
-def start_in_process(db_url: str, auth_delay: float = 0.01) -> Server:
-    configuration = load_configuration(CONFIG, db_url, "127.0.0.1", 0, overrides={
-        "auth": {"delay": str(auth_delay)}, "logging": {"level": "warning"}})
+def start_in_process(db_url: str, auth_delay: float = 0.01,
+                     overrides: dict[str, dict[str, str]] | None = None) -> Server:
+    """The project's radicale.conf, with ``overrides`` (section → settings) on top."""
+    sections = {"auth": {"delay": str(auth_delay)}, "logging": {"level": "warning"}}
+    for section, settings in (overrides or {}).items():
+        sections.setdefault(section, {}).update(settings)
+    configuration = load_configuration(CONFIG, db_url, "127.0.0.1", 0, overrides=sections)
     return Server(configuration, ("127.0.0.1", 0)).start()
