@@ -10,7 +10,9 @@ the address, when it cannot.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 import threading
 from pathlib import Path
 
@@ -160,6 +162,9 @@ class Server:
         return self
 
     def serve_forever(self) -> None:
+        # `kill -QUIT <pid>` writes every thread's stack to stderr: what a server that does
+        # not stop is waiting for
+        faulthandler.register(signal.SIGQUIT, all_threads=True)
         self.start()
         try:
             while not self._stop.wait(1):

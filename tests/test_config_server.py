@@ -194,7 +194,14 @@ def test_serve_starts_on_its_file_and_a_busy_port_is_one_line(tmp_path, office):
                                "address already in use\n")
     finally:
         running.send_signal(signal.SIGINT)
-        _, errors = running.communicate(timeout=30)
+        try:
+            _, errors = running.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            running.send_signal(signal.SIGQUIT)  # its threads' stacks, to see what it waits for
+            time.sleep(2)
+            running.kill()
+            _, errors = running.communicate(timeout=10)
+            raise AssertionError(f"serve did not stop on SIGINT:\n{errors[-6000:]}") from None
     assert running.returncode == 0, errors
     assert "max_content_length set to" not in errors and "Traceback" not in errors
     assert not (work / "gestan.db").exists()
