@@ -161,10 +161,17 @@ class Server:
             self._threads.append(thread)
         return self
 
-    def serve_forever(self) -> None:
-        # `kill -QUIT <pid>` writes every thread's stack to stderr: what a server that does
-        # not stop is waiting for
+    def stop_on_signals(self) -> None:
+        """SIGTERM (systemd, docker stop) and SIGINT stop :meth:`serve_forever` the same
+        graceful way, even when the parent left SIGINT ignored (Python then installs no
+        handler of its own); ``kill -QUIT`` writes every thread's stack to stderr (what a
+        server that does not stop is waiting for). From the main thread, before anything
+        else can signal it."""
         faulthandler.register(signal.SIGQUIT, all_threads=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: self._stop.set())
+
+    def serve_forever(self) -> None:
         self.start()
         try:
             while not self._stop.wait(1):

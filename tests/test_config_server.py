@@ -257,3 +257,26 @@ def test_the_server_answers_when_the_process_holds_over_1024_files(tmp_path, off
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_serve_stops_gracefully_on_sigint_and_sigterm(tmp_path, office, signum):
+    """Found by CI: a `serve` started by a parent that ignores SIGINT (a pytest worker did)
+    ignored it too, and a SIGTERM (systemd, docker stop) killed it without its shutdown.
+    Both now stop it, exit status 0."""
+    port = free_port()
+    conf = tmp_path / "radicale.conf"
+    conf.write_text(f"[server]\nhosts = 127.0.0.1:{port}\n[gestan]\ndb_url = {office.url}\n")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("GESTAN_BRIDGE_DB", None)
+    running = subprocess.Popen(
+        [script(), "serve", "--config", str(conf)], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert running.stdout.readline().startswith("gestan-bridge serving")
+        running.send_signal(signum)
+        _, errors = running.communicate(timeout=20)
+    finally:
+        running.kill()
+    assert running.returncode == 0, errors

@@ -69,6 +69,7 @@ def serve(
             server = Server(configuration, any_port if port == 0 else None)
         except (settings.ConfigError, ServerError) as exc:
             raise CliError(str(exc)) from None
+        server.stop_on_signals()
         if demo:
             created = load_demo(server.store)
             if created:
