@@ -15,6 +15,15 @@ from tests.reliability.load import SYNC_REPORT, TOKEN
 from tests.reliability.servers import start_in_process
 from tests.test_refusals import event
 
+
+def _statements(store: Store) -> list[str]:
+    """The SQL statements ``store`` runs from now on, as they run."""
+    seen: list[str] = []
+    sql_event.listen(store.engine, "before_cursor_execute",
+                     lambda conn, cursor, sql, *rest: seen.append(sql))
+    return seen
+
+
 # (existing object?, precondition) -> written?
 PRECONDITIONS = [
     (False, Precondition(), True),
@@ -84,9 +93,7 @@ def test_a_put_answers_as_radicale_and_reads_each_user_once(server):
     """201 then 204 with the stored ETag; the user is read from the database once per
     request (authentication, rights and storage used to read the same row up to six
     times)."""
-    statements: list[str] = []
-    sql_event.listen(server.store.engine, "before_cursor_execute",
-                     lambda conn, cursor, sql, *rest: statements.append(sql))
+    statements = _statements(server.store)
     session = server.session("alice")
     url = server.calendar_url("alice") + "once.ics"
     created = session.put(url, data=event(uid="once"), headers={"If-None-Match": "*"})
@@ -149,9 +156,7 @@ def test_the_whole_calendar_is_read_in_one_query(server):
     base = server.calendar_url("alice")
     for n in range(12):
         assert session.put(base + f"w{n}.ics", data=event(uid=f"w{n}")).status_code == 201
-    statements: list[str] = []
-    sql_event.listen(server.store.engine, "before_cursor_execute",
-                     lambda conn, cursor, sql, *rest: statements.append(sql))
+    statements = _statements(server.store)
     exported = session.get(base)
     assert exported.status_code == 200 and exported.text.count("BEGIN:VEVENT") == 12
     assert len(statements) < 12, statements  # one per appointment would be 12 more
@@ -168,9 +173,7 @@ def test_a_ctag_poll_reads_no_appointment(server):
     base = server.calendar_url("alice")
     for n in range(3):
         assert session.put(base + f"t{n}.ics", data=event(uid=f"t{n}")).status_code == 201
-    statements: list[str] = []
-    sql_event.listen(server.store.engine, "before_cursor_execute",
-                     lambda conn, cursor, sql, *rest: statements.append(sql))
+    statements = _statements(server.store)
     body = ('<?xml version="1.0"?><propfind xmlns="DAV:" xmlns:CS="http://calendarserver.org/'
             'ns/"><prop><CS:getctag/><sync-token/></prop></propfind>')
     polled = session.request("PROPFIND", base, data=body, headers={"Depth": "0"})
